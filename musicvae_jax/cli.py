@@ -1,0 +1,54 @@
+"""Command-line edges shared by the entry points: flag parsing with clean errors.
+
+ml_collections applies `--config.x=...` overrides while the flag is defined
+and parsed; a misspelt key or a bad variant would otherwise end in a long
+traceback. Here each ends in one line naming the flag, and exit status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+from absl import app, flags
+
+_FLAG_ERRORS = (flags.Error, AttributeError, KeyError, TypeError, ValueError, OSError)
+
+
+def _one_line(error: BaseException) -> str:
+    """An error's message on one line (only its last line when it holds a traceback)."""
+    while isinstance(error, (KeyError, AttributeError)) and error.args and isinstance(error.args[0], BaseException):
+        error = error.args[0]
+    message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    return lines[-1] if "Traceback" in str(message) else " ".join(lines)
+
+
+def fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def run(
+    main: Callable[[list[str]], None], define_flags: Callable[[], None], config_flag_names: tuple[str, ...] = ("config",)
+) -> None:
+    """Defines the flags, parses argv and runs main, reporting flag errors in one line."""
+    try:
+        define_flags()
+    except _FLAG_ERRORS as e:
+        fail(f"bad --config or --config.* flag: {_one_line(e)}")
+
+    def parse(argv: list[str]) -> list[str]:
+        try:
+            rest = flags.FLAGS(argv)
+            for name in config_flag_names:  # a config file that failed to load raises only when read
+                config = flags.FLAGS[name].value
+                if config is not None:
+                    config.keys()
+            return rest
+        except _FLAG_ERRORS as e:
+            fail(f"{_one_line(e)} (see --helpfull)")
+
+    app.run(main, flags_parser=parse)

@@ -1,0 +1,137 @@
+"""Converted shards -> Grain -> numpy batches for the model.
+
+Batches hold compact integer tokens, not one-hot arrays: one-hot (and the
+drum roll) is computed on the device inside the jitted step, which moves
+~90-512x fewer bytes from host to device. A batch is a dict of
+  categorical fields  int32 [batch, steps]        (tokens; melody/bass/drums for trio)
+  groove fields       float32 [batch, steps, 9]   (hits, velocities, offsets)
+  lengths             int32 [batch]
+  weights             float32 [batch]             (0 for padding rows of the last eval batch)
+Training repeats and reshuffles every epoch and drops the remainder; eval
+makes one ordered pass with the last batch padded to full size. Each process
+reads its own slice of the records. The iterator's position is Grain state
+(`get_state` / `set_state`), saved with checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import grain
+import numpy as np
+
+from musicvae_jax import records
+from musicvae_jax.convert import METADATA_FILE
+from musicvae_jax.representations import get_representation
+from musicvae_jax.representations.melody import FIRST_NOTE_ON, NUM_CLASSES as MELODY_CLASSES
+
+
+def load_metadata(data_dir: str | Path) -> dict:
+    path = Path(data_dir) / METADATA_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found; is {data_dir} the output folder of musicvae_jax.convert?")
+    return json.loads(path.read_text())
+
+
+def shard_paths(data_dir: str | Path, split: str, metadata: dict | None = None) -> list[str]:
+    metadata = metadata or load_metadata(data_dir)
+    if split not in metadata["splits"]:
+        raise ValueError(f"{data_dir}: no split {split!r}; it has {', '.join(metadata['splits'])}")
+    return [str(Path(data_dir) / name) for name in sorted(metadata["splits"][split]["shards"])]
+
+
+class _Decode(grain.transforms.Map):
+    """Record bytes -> dict of the representation's arrays, cast for the model."""
+
+    def __init__(self, fields: dict[str, dict]):
+        self._fields = fields
+
+    def map(self, data: bytes) -> dict[str, np.ndarray]:
+        example = records.deserialize(data)
+        out = {}
+        for name, spec in self._fields.items():
+            array = example[name]
+            if list(array.shape) != spec["shape"]:
+                raise ValueError(f"record field {name} has shape {array.shape}, metadata says {spec['shape']}")
+            # [steps] token fields stay integers; [steps, 9] groove fields become floats.
+            out[name] = array.astype(np.int32 if array.ndim == 1 else np.float32)
+        return out
+
+
+class _Transpose(grain.transforms.RandomMap):
+    """Shifts melodic tokens by a random number of semitones, or marks the window dropped."""
+
+    def __init__(self, fields: tuple[str, ...], low: int, high: int):
+        self._fields, self._low, self._high = fields, low, high
+
+    def random_map(self, example: dict, rng: np.random.Generator) -> dict:
+        shift = int(rng.integers(self._low, self._high + 1))
+        out = dict(example)
+        for name in self._fields:
+            tokens = example[name]
+            notes = tokens >= FIRST_NOTE_ON
+            shifted = np.where(notes, tokens + shift, tokens)
+            if (shifted[notes] < FIRST_NOTE_ON).any() or (shifted[notes] >= MELODY_CLASSES).any():
+                return {"_drop": True}
+            out[name] = shifted
+        return out
+
+
+def _stack(examples: list[dict], batch_size: int) -> dict[str, np.ndarray]:
+    """Stacks examples, padding with zero rows of weight 0 up to `batch_size`."""
+    batch = {k: np.stack([e[k] for e in examples]) for k in examples[0]}
+    real = len(examples)
+    if real < batch_size:
+        batch = {k: np.concatenate([v, np.zeros((batch_size - real, *v.shape[1:]), v.dtype)]) for k, v in batch.items()}
+    steps = next(iter(batch.values())).shape[1]
+    batch["lengths"] = np.full(batch_size, steps, np.int32)
+    batch["weights"] = (np.arange(batch_size) < real).astype(np.float32)
+    return batch
+
+
+def make_dataset(
+    data_dir: str | Path,
+    split: str,
+    *,
+    global_batch_size: int,
+    train: bool,
+    seed: int = 0,
+    process_index: int = 0,
+    process_count: int = 1,
+    num_workers: int = 0,
+    transpose_range: tuple[int, int] = (0, 0),
+) -> grain.IterDataset:
+    """The Grain pipeline for one process's share of a split (see module docstring)."""
+    if global_batch_size % process_count:
+        raise ValueError(f"batch size {global_batch_size} does not divide over {process_count} processes")
+    batch_size = global_batch_size // process_count
+    metadata = load_metadata(data_dir)
+    representation = get_representation(metadata["representation"])
+    low, high = transpose_range
+    if (low, high) != (0, 0) and not representation.melodic_fields:
+        raise ValueError(f"transpose_range {transpose_range}: {representation.name} has no melodic part to transpose")
+    if low > high:
+        raise ValueError(f"transpose_range {transpose_range}: low end is above high end")
+
+    source = grain.sources.ArrayRecordDataSource(shard_paths(data_dir, split, metadata))
+    ds = grain.MapDataset.source(source)[process_index::process_count]
+    if len(ds) == 0:
+        raise ValueError(f"{data_dir}: split {split!r} has no examples for process {process_index}")
+    if train:
+        ds = ds.shuffle(seed=seed).repeat()
+    ds = ds.map(_Decode(metadata["fields"]))
+    if (low, high) != (0, 0):
+        ds = ds.random_map(_Transpose(representation.melodic_fields, low, high), seed=seed + 1)
+        ds = ds.filter(lambda example: "_drop" not in example)
+    ids = ds.to_iter_dataset(grain.ReadOptions(num_threads=0, prefetch_buffer_size=0))
+    ids = ids.batch(batch_size, drop_remainder=train, batch_fn=lambda examples: _stack(examples, batch_size))
+    if num_workers > 0:
+        ids = ids.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
+    return ids
+
+
+def make_iterator(data_dir: str | Path, split: str, **kwargs: Any) -> grain.DatasetIterator:
+    """A checkpointable iterator over batches; kwargs as for `make_dataset`."""
+    return iter(make_dataset(data_dir, split, **kwargs))
