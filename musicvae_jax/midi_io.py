@@ -205,7 +205,8 @@ def write_midi(
     """Writes notes (by their steps and offsets) as a type-1 MIDI file.
 
     One track per instrument; drums on channel 10, pitched instruments on the
-    other channels in order. Written to a temporary name and renamed, so a
+    other channels in order. An onset before time 0 (a negative offset on
+    step 0) is written at time 0. Written to a temporary name and renamed, so a
     reader never sees half a file.
     """
     ticks_per_step = ticks_per_beat / STEPS_PER_QUARTER

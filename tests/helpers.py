@@ -1,0 +1,49 @@
+"""Shared test helpers: MIDI files built by hand with mido, and data locations."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import mido
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+GROOVE_DIR = Path(os.environ.get("MUSICVAE_DATA", REPO.parent / "shared" / "data")) / "groove-v1.0.0-midionly"
+
+
+def write_track_midi(path: Path, tracks: list[list[tuple[int, mido.Message]]], ticks_per_beat: int = 480,
+                     midi_type: int = 1) -> Path:
+    """Writes tracks given as (absolute tick, message) lists; returns the path."""
+    midi = mido.MidiFile(type=midi_type, ticks_per_beat=ticks_per_beat)
+    for events in tracks:
+        track = mido.MidiTrack()
+        last = 0
+        for tick, message in sorted(events, key=lambda e: e[0]):
+            track.append(message.copy(time=tick - last))
+            last = tick
+        midi.tracks.append(track)
+    midi.save(path)
+    return path
+
+
+def note(tick_on: int, tick_off: int, pitch: int, channel: int = 0, velocity: int = 100):
+    """The two events of one note."""
+    return [
+        (tick_on, mido.Message("note_on", note=pitch, velocity=velocity, channel=channel)),
+        (tick_off, mido.Message("note_off", note=pitch, velocity=0, channel=channel)),
+    ]
+
+
+def program(tick: int, number: int, channel: int = 0):
+    return [(tick, mido.Message("program_change", program=number, channel=channel))]
+
+
+def steps(n: float, tpb: int = 480) -> int:
+    """Ticks of n sixteenth-note steps."""
+    return round(n * tpb / 4)
+
+
+requires_groove = pytest.mark.skipif(
+    not GROOVE_DIR.is_dir(), reason=f"Groove MIDI Dataset not found at {GROOVE_DIR} (set MUSICVAE_DATA)"
+)
