@@ -32,7 +32,9 @@ def fail(message: str) -> None:
 
 
 def run(
-    main: Callable[[list[str]], None], define_flags: Callable[[], None], config_flag_names: tuple[str, ...] = ("config",)
+    main: Callable[[list[str]], None],
+    define_flags: Callable[[], None],
+    config_flag_names: tuple[str, ...] = ("config",),
 ) -> None:
     """Defines the flags, parses argv and runs main, reporting flag errors in one line."""
     try:

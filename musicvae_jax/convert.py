@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from musicvae_jax import records
-from musicvae_jax.midi_io import ReadLimits, read_midi
+from musicvae_jax.midi_io import DEFAULT_LIMITS, MidiReadError, ReadLimits, read_midi
 from musicvae_jax.representations import get_representation
 
 CONVERTER_VERSION = "1"
@@ -32,7 +32,8 @@ SPLITS = ("train", "eval", "test")
 # Split names used by corpora's own split files, mapped to ours.
 _CORPUS_SPLIT_NAMES = {"train": "train", "validation": "eval", "eval": "eval", "test": "test"}
 METADATA_FILE = "metadata.json"
-ERRORS_FILE = "errors.jsonl"
+ERRORS_FILE = "errors.jsonl"  # files skipped, with the reason
+WARNINGS_FILE = "warnings.jsonl"  # files used in part (cut where 4/4 ends, truncated)
 PARTS_DIR = ".parts"
 
 
@@ -119,8 +120,12 @@ def convert_part(job: PartJob) -> dict:
             sequence = read_midi(source.path, job.limits)
             sequence.source = source.relpath
             windows = representation.windows(sequence)
-        except Exception as e:  # a bad file is reported, never fatal
-            report.update(status="skipped", reason=f"{type(e).__name__}: {e}"[:500])
+        except MidiReadError as e:
+            report.update(status="skipped", kind=e.kind, reason=str(e)[:500])
+            reports.append(report)
+            continue
+        except Exception as e:  # anything else a hostile file provokes is reported, never fatal
+            report.update(status="skipped", kind="unreadable", reason=f"{type(e).__name__}: {e}"[:500])
             reports.append(report)
             continue
         for window in windows:
@@ -173,8 +178,7 @@ def _prepare_output(output: Path, fingerprint: str, num_parts: int) -> set[int]:
 def _run_parts(jobs: list[PartJob], workers: int, total_files: int, done_files: int) -> Iterable[dict]:
     from tqdm import tqdm
 
-    bar = tqdm(total=total_files, initial=done_files, unit="file", desc="converting", file=sys.stderr,
-               disable=None)
+    bar = tqdm(total=total_files, initial=done_files, unit="file", desc="converting", file=sys.stderr, disable=None)
     try:
         if workers <= 1 or len(jobs) <= 1:
             for job in jobs:
@@ -196,16 +200,18 @@ def summarize(output: Path, representation_name: str, inputs: Sequence[str], num
     parts = [json.loads((output / PARTS_DIR / f"part-{i:05d}.json").read_text()) for i in range(num_parts)]
     splits = {s: {"files": 0, "examples": 0, "shards": []} for s in SPLITS}
     reasons: collections.Counter = collections.Counter()
-    errors = []
+    errors, warnings = [], []
     parsed = skipped = without_examples = 0
     for part in parts:
         for report in part["files"]:
             if report["status"] == "skipped":
                 skipped += 1
-                reasons[report["reason"].split(":")[0]] += 1
+                reasons[report["kind"]] += 1
                 errors.append(report)
                 continue
             parsed += 1
+            if report["warnings"]:
+                warnings.append({"path": report["path"], "warnings": report["warnings"]})
             splits[report["split"]]["files"] += 1
             without_examples += report["examples"] == 0
         for split, shard in part["shards"].items():
@@ -221,12 +227,14 @@ def summarize(output: Path, representation_name: str, inputs: Sequence[str], num
         "files_parsed": parsed,
         "files_skipped": skipped,
         "files_without_examples": without_examples,
+        "files_with_warnings": len(warnings),
         "skip_reasons": dict(reasons),
         "source": [str(i) for i in inputs],
         "converter_version": CONVERTER_VERSION,
     }
     _atomic_write_text(output / METADATA_FILE, json.dumps(metadata, indent=2) + "\n")
     _atomic_write_text(output / ERRORS_FILE, "".join(json.dumps(e) + "\n" for e in errors))
+    _atomic_write_text(output / WARNINGS_FILE, "".join(json.dumps(w) + "\n" for w in warnings))
     return metadata
 
 
@@ -238,7 +246,7 @@ def convert(
     workers: int | None = None,
     files_per_shard: int = 64,
     eval_fraction: float = 0.1,
-    limits: ReadLimits = ReadLimits(),
+    limits: ReadLimits = DEFAULT_LIMITS,
 ) -> dict:
     """Converts MIDI files to shards in `output`; returns the metadata written."""
     get_representation(representation)  # fail early on a bad name
@@ -254,7 +262,11 @@ def convert(
     chunks = [tuple(files[i : i + files_per_shard]) for i in range(0, len(files), files_per_shard)]
     output = Path(output)
     done = _prepare_output(output, _job_fingerprint(representation, files, files_per_shard, limits), len(chunks))
-    jobs = [PartJob(i, len(chunks), chunk, str(output), representation, limits) for i, chunk in enumerate(chunks) if i not in done]
+    jobs = [
+        PartJob(i, len(chunks), chunk, str(output), representation, limits)
+        for i, chunk in enumerate(chunks)
+        if i not in done
+    ]
     done_files = sum(len(c) for i, c in enumerate(chunks) if i in done)
     for _ in _run_parts(jobs, workers or os.cpu_count() or 1, len(files), done_files):
         pass
@@ -273,6 +285,8 @@ def format_summary(metadata: dict, output: Path) -> str:
         lines.append(f"  {split}: {info['files']} files, {info['examples']} examples, {len(info['shards'])} shards")
     if metadata["files_skipped"]:
         lines.append(f"  per-file errors: {output / ERRORS_FILE}")
+    if metadata["files_with_warnings"]:
+        lines.append(f"  {metadata['files_with_warnings']} files used in part (see {output / WARNINGS_FILE})")
     lines.append(f"  metadata: {output / METADATA_FILE}")
     return "\n".join(lines)
 
@@ -301,8 +315,15 @@ def main(argv: Sequence[str]) -> None:
         fail(f"--representation: {e}")
     limits = ReadLimits(max_bytes=FLAGS.max_file_bytes, max_steps=FLAGS.max_steps)
     try:
-        metadata = convert(FLAGS.input, FLAGS.output, representation, workers=FLAGS.workers,
-                           files_per_shard=FLAGS.files_per_shard, eval_fraction=FLAGS.eval_fraction, limits=limits)
+        metadata = convert(
+            FLAGS.input,
+            FLAGS.output,
+            representation,
+            workers=FLAGS.workers,
+            files_per_shard=FLAGS.files_per_shard,
+            eval_fraction=FLAGS.eval_fraction,
+            limits=limits,
+        )
     except (FileNotFoundError, ValueError, OutputConflictError) as e:
         fail(str(e))
     print(format_summary(metadata, Path(FLAGS.output)))

@@ -53,8 +53,17 @@ def _drum_bar(rng: np.random.Generator, bar: int, pattern: dict, start: int) -> 
             accent = 100 if step % 4 == 0 else 75
             velocity = int(np.clip(rng.normal(accent, 10), 20, 127))
             offset = float(np.clip(rng.normal(0.0, 0.08), -0.45, 0.45))
-            notes.append(Note(pitch=pitch, velocity=velocity, start_step=start + step, end_step=start + step + 1,
-                              is_drum=True, instrument=9, start_offset=offset))
+            notes.append(
+                Note(
+                    pitch=pitch,
+                    velocity=velocity,
+                    start_step=start + step,
+                    end_step=start + step + 1,
+                    is_drum=True,
+                    instrument=9,
+                    start_offset=offset,
+                )
+            )
     return notes
 
 
@@ -93,8 +102,12 @@ def make_song(seed: int, index: int, num_bars: int = 32) -> tuple[NoteSequence, 
     kick = np.zeros(STEPS_PER_BAR, bool)
     kick[[0, 8]] = True
     kick[rng.choice([3, 6, 10, 11, 14], size=int(rng.integers(0, 3)), replace=False)] = True
-    pattern = {"kick": kick, "hat_every": int(rng.choice((2, 2, 4))), "open_hat": rng.random() < 0.4,
-               "cymbal": RIDE if rng.random() < 0.2 else CLOSED_HAT}
+    pattern = {
+        "kick": kick,
+        "hat_every": int(rng.choice((2, 2, 4))),
+        "open_hat": rng.random() < 0.4,
+        "cymbal": RIDE if rng.random() < 0.2 else CLOSED_HAT,
+    }
     bass_rhythm = [(0, 8), (8, 16)] if rng.random() < 0.5 else [(0, 4), (4, 8), (8, 12), (12, 16)]
     phrases = {name: _melody_phrase(rng, key, scale, chords, octave=5) for name in "AB"}
 
@@ -106,15 +119,30 @@ def make_song(seed: int, index: int, num_bars: int = 32) -> tuple[NoteSequence, 
         for i, (a, b) in enumerate(bass_rhythm):
             degree = root + (4 if i % 2 and rng.random() < 0.3 else 0)
             velocity = int(np.clip(rng.normal(85, 8), 30, 127))
-            notes.append(Note(pitch=_degree_pitch(key, scale, degree, 3), velocity=velocity, start_step=start + a,
-                              end_step=start + b, program=bass_program, instrument=1))
+            notes.append(
+                Note(
+                    pitch=_degree_pitch(key, scale, degree, 3),
+                    velocity=velocity,
+                    start_step=start + a,
+                    end_step=start + b,
+                    program=bass_program,
+                    instrument=1,
+                )
+            )
     form = "AABA" * (num_bars // 16 + 1)
     for phrase_index in range(num_bars // 4):
         phrase_start = phrase_index * 4 * STEPS_PER_BAR
         for a, b, pitch in phrases[form[phrase_index % 4]]:
-            notes.append(Note(pitch=pitch, velocity=int(np.clip(rng.normal(90, 10), 30, 127)),
-                              start_step=phrase_start + a, end_step=phrase_start + b,
-                              program=melody_program, instrument=0))
+            notes.append(
+                Note(
+                    pitch=pitch,
+                    velocity=int(np.clip(rng.normal(90, 10), 30, 127)),
+                    start_step=phrase_start + a,
+                    end_step=phrase_start + b,
+                    program=melody_program,
+                    instrument=0,
+                )
+            )
     return NoteSequence(notes=notes, total_steps=num_bars * STEPS_PER_BAR, qpm=qpm), qpm
 
 

@@ -21,11 +21,13 @@ from typing import Any
 
 import grain
 import numpy as np
+from absl import flags
 
 from musicvae_jax import records
 from musicvae_jax.convert import METADATA_FILE
 from musicvae_jax.representations import get_representation
-from musicvae_jax.representations.melody import FIRST_NOTE_ON, NUM_CLASSES as MELODY_CLASSES
+from musicvae_jax.representations.melody import FIRST_NOTE_ON
+from musicvae_jax.representations.melody import NUM_CLASSES as MELODY_CLASSES
 
 
 def load_metadata(data_dir: str | Path) -> dict:
@@ -128,6 +130,8 @@ def make_dataset(
     ids = ds.to_iter_dataset(grain.ReadOptions(num_threads=0, prefetch_buffer_size=0))
     ids = ids.batch(batch_size, drop_remainder=train, batch_fn=lambda examples: _stack(examples, batch_size))
     if num_workers > 0:
+        if not flags.FLAGS.is_parsed():  # Grain's workers read absl flags; outside an absl app, use defaults
+            flags.FLAGS.mark_as_parsed()
         ids = ids.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
     return ids
 

@@ -34,7 +34,7 @@ def define_flags() -> None:
 def validate_config(config: ConfigDict) -> None:
     """Fails at start-up, naming the field, on values that would fail later."""
     try:
-        get_representation(config.data.representation)
+        representation = get_representation(config.data.representation)
     except ValueError as e:
         raise ValueError(f"config.data.representation: {e}") from None
     if config.batch_size < 1:
@@ -44,6 +44,8 @@ def validate_config(config: ConfigDict) -> None:
     low_high = tuple(config.data.transpose_range)
     if len(low_high) != 2 or low_high[0] > low_high[1]:
         raise ValueError(f"config.data.transpose_range must be (low, high) with low <= high, got {low_high}")
+    if low_high != (0, 0) and not representation.melodic_fields:
+        raise ValueError(f"config.data.transpose_range: {representation.name} has no melodic part to transpose")
 
 
 def prepare_data(config: ConfigDict, workdir: Path) -> Path:
@@ -68,8 +70,13 @@ def prepare_data(config: ConfigDict, workdir: Path) -> Path:
 
 def check_input_pipeline(config: ConfigDict, data_dir: Path, num_batches: int) -> None:
     iterator = input_pipeline.make_iterator(
-        data_dir, config.data.train_split, global_batch_size=config.batch_size, train=True, seed=config.seed,
-        num_workers=config.data.num_workers, transpose_range=tuple(config.data.transpose_range),
+        data_dir,
+        config.data.train_split,
+        global_batch_size=config.batch_size,
+        train=True,
+        seed=config.seed,
+        num_workers=config.data.num_workers,
+        transpose_range=tuple(config.data.transpose_range),
     )
     batch = next(iterator)
     print("batch:", ", ".join(f"{k} {v.dtype}{list(v.shape)}" for k, v in batch.items()))
@@ -77,8 +84,10 @@ def check_input_pipeline(config: ConfigDict, data_dir: Path, num_batches: int) -
     for _ in range(num_batches):
         next(iterator)
     seconds = time.perf_counter() - start
-    print(f"input pipeline: {num_batches / seconds:.1f} batches/s, "
-          f"{num_batches * config.batch_size / seconds:.0f} examples/s")
+    print(
+        f"input pipeline: {num_batches / seconds:.1f} batches/s, "
+        f"{num_batches * config.batch_size / seconds:.0f} examples/s"
+    )
 
 
 def main(argv: list[str]) -> None:

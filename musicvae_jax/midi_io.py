@@ -28,7 +28,11 @@ DRUM_CHANNEL = 9  # MIDI channel 10
 
 
 class MidiReadError(ValueError):
-    """A file that cannot be turned into notes; the message says why."""
+    """A file that cannot be turned into notes; the message says why, `kind` sums it up."""
+
+    def __init__(self, kind: str, detail: str = ""):
+        super().__init__(f"{kind}: {detail}" if detail else kind)
+        self.kind = kind
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +42,9 @@ class ReadLimits:
     max_bytes: int = 16 * 1024 * 1024
     max_messages: int = 2_000_000
     max_steps: int = 1 << 16  # 4096 bars; notes starting later are dropped
+
+
+DEFAULT_LIMITS = ReadLimits()
 
 
 class _TempoMap:
@@ -83,7 +90,7 @@ def _merged_events(midi: mido.MidiFile, limits: ReadLimits) -> tuple[list[tuple]
             tick += msg.time
             count += 1
             if count > limits.max_messages:
-                raise MidiReadError(f"more than {limits.max_messages} MIDI messages")
+                raise MidiReadError("too many messages", f"more than {limits.max_messages}")
             priority = 1 if msg.type in ("note_on", "note_off") else 0
             events.append((tick, priority, track_index, index, msg))
         track_ends.append(tick)
@@ -99,7 +106,7 @@ def _four_four_end(events: list[tuple]) -> int | None:
     return None
 
 
-def read_midi(path: str | os.PathLike, limits: ReadLimits = ReadLimits()) -> NoteSequence:
+def read_midi(path: str | os.PathLike, limits: ReadLimits = DEFAULT_LIMITS) -> NoteSequence:
     """Reads a MIDI file into a quantised `NoteSequence` (16th-note grid).
 
     Raises MidiReadError (or mido's own error for a malformed file) with the
@@ -108,15 +115,20 @@ def read_midi(path: str | os.PathLike, limits: ReadLimits = ReadLimits()) -> Not
     path = Path(path)
     size = path.stat().st_size
     if size == 0:
-        raise MidiReadError("empty file (0 bytes)")
+        raise MidiReadError("empty file", "0 bytes")
     if size > limits.max_bytes:
-        raise MidiReadError(f"file is {size} bytes, over the limit of {limits.max_bytes}")
-    midi = mido.MidiFile(path)
+        raise MidiReadError("file too large", f"{size} bytes, over the limit of {limits.max_bytes}")
+    try:
+        midi = mido.MidiFile(path)
+    except EOFError:
+        raise MidiReadError("malformed MIDI", "the file ends inside a chunk (truncated?)") from None
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as e:
+        raise MidiReadError("malformed MIDI", f"{type(e).__name__}: {e}") from None
     if midi.type not in (0, 1, 2):
-        raise MidiReadError(f"unknown MIDI file type {midi.type}")
+        raise MidiReadError("unsupported MIDI", f"file type {midi.type}")
     tpb = midi.ticks_per_beat
-    if not isinstance(tpb, int) or tpb <= 0:
-        raise MidiReadError(f"unsupported ticks_per_beat {tpb!r} (SMPTE timing is not supported)")
+    if not isinstance(tpb, int) or tpb <= 0 or tpb >= 0x8000:
+        raise MidiReadError("unsupported MIDI", f"ticks_per_beat {tpb!r} (SMPTE timing is not supported)")
     events, track_ends = _merged_events(midi, limits)
     tempo_map = _TempoMap([(e[0], e[4].tempo) for e in events if e[4].type == "set_tempo"], tpb)
     cut_tick = _four_four_end(events)

@@ -12,8 +12,9 @@ REPO = Path(__file__).resolve().parent.parent
 GROOVE_DIR = Path(os.environ.get("MUSICVAE_DATA", REPO.parent / "shared" / "data")) / "groove-v1.0.0-midionly"
 
 
-def write_track_midi(path: Path, tracks: list[list[tuple[int, mido.Message]]], ticks_per_beat: int = 480,
-                     midi_type: int = 1) -> Path:
+def write_track_midi(
+    path: Path, tracks: list[list[tuple[int, mido.Message]]], ticks_per_beat: int = 480, midi_type: int = 1
+) -> Path:
     """Writes tracks given as (absolute tick, message) lists; returns the path."""
     midi = mido.MidiFile(type=midi_type, ticks_per_beat=ticks_per_beat)
     for events in tracks:

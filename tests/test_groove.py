@@ -6,8 +6,8 @@ from helpers import note, steps, write_track_midi
 
 from musicvae_jax.midi_io import read_midi, write_midi
 from musicvae_jax.representations import get_representation
-from musicvae_jax.representations.groove import TD11_DRUM_CLASS_PITCHES, TD11_PITCH_TO_CLASS, groove_arrays
 from musicvae_jax.representations.drums import drum_hits
+from musicvae_jax.representations.groove import TD11_DRUM_CLASS_PITCHES, TD11_PITCH_TO_CLASS, groove_arrays
 
 GROOVE2 = get_representation("groove_2bar")
 
@@ -19,8 +19,17 @@ def drums(tmp_path, hits, name="g.mid"):
 
 
 def test_td11_table_matches_the_spec():
-    assert TD11_DRUM_CLASS_PITCHES == ((36,), (38, 37, 40), (42, 22, 44), (46, 26), (43, 58), (47, 45), (50, 48),
-                                       (49, 52, 55, 57), (51, 53, 59))
+    assert TD11_DRUM_CLASS_PITCHES == (
+        (36,),
+        (38, 37, 40),
+        (42, 22, 44),
+        (46, 26),
+        (43, 58),
+        (47, 45),
+        (50, 48),
+        (49, 52, 55, 57),
+        (51, 53, 59),
+    )
 
 
 def test_hits_velocities_and_offsets(tmp_path):

@@ -54,7 +54,8 @@ def test_split_where_a_bar_passes_empty(tmp_path):
     # A single bar of notes followed by an empty bar makes no 2-bar window.
     assert MEL2.windows(read(tmp_path, note(0, steps(4), 60) + note(steps(36), steps(40), 62), "one.mid")) == []
     # A gap shorter than a bar does not split: windows start at every bar line.
-    seq = read(tmp_path, note(0, steps(4), 60) + note(steps(18), steps(20), 62) + note(steps(34), steps(48), 64), "b.mid")
+    notes = note(0, steps(4), 60) + note(steps(18), steps(20), 62) + note(steps(34), steps(48), 64)
+    seq = read(tmp_path, notes, "b.mid")
     assert [w["window_start"] for w in MEL2.windows(seq)] == [0, 16]
 
 

@@ -10,8 +10,12 @@ from musicvae_jax import records
 
 
 def test_round_trip_keeps_dtypes_shapes_and_values():
-    example = {"tokens": np.arange(32, dtype=np.uint16), "offsets": np.full((4, 9), -0.25, np.float16),
-               "source": "a/b.mid", "window_start": 16}
+    example = {
+        "tokens": np.arange(32, dtype=np.uint16),
+        "offsets": np.full((4, 9), -0.25, np.float16),
+        "source": "a/b.mid",
+        "window_start": 16,
+    }
     back = records.deserialize(records.serialize(example))
     assert back["source"] == "a/b.mid" and back["window_start"] == 16
     for key in ("tokens", "offsets"):

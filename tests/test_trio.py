@@ -6,7 +6,7 @@ from helpers import note, program, steps, write_track_midi
 from musicvae_jax.midi_io import read_midi, write_midi
 from musicvae_jax.representations import get_representation
 from musicvae_jax.representations.drums import GM_PITCH_TO_CLASS, drum_hits, drum_tokens
-from musicvae_jax.representations.melody import monophonic, melody_tokens
+from musicvae_jax.representations.melody import melody_tokens, monophonic
 
 TRIO = get_representation("trio_16bar")
 BAR = 16
@@ -14,12 +14,17 @@ BAR = 16
 
 def part(pitch, channel, bars, every=8):
     """A note every `every` steps in each listed bar."""
-    return [e for b in bars for s in range(0, BAR, every) for e in note(steps(b * BAR + s), steps(b * BAR + s + 4), pitch, channel)]
+    starts = [b * BAR + s for b in bars for s in range(0, BAR, every)]
+    return [e for s in starts for e in note(steps(s), steps(s + 4), pitch, channel)]
 
 
 def song(tmp_path, melody_bars, bass_bars, drum_bars, name="trio.mid", extra=()):
-    tracks = [program(0, 0, 0) + part(72, 0, melody_bars), program(0, 33, 1) + part(40, 1, bass_bars),
-              part(36, 9, drum_bars, every=4), *extra]
+    tracks = [
+        program(0, 0, 0) + part(72, 0, melody_bars),
+        program(0, 33, 1) + part(40, 1, bass_bars),
+        part(36, 9, drum_bars, every=4),
+        *extra,
+    ]
     return read_midi(write_track_midi(tmp_path / name, tracks))
 
 

@@ -75,8 +75,14 @@ def tokens_to_notes(tokens: np.ndarray, instrument: int = 9) -> list[Note]:
         for c in range(NUM_DRUM_CLASSES):
             if token >> c & 1:
                 notes.append(
-                    Note(pitch=GM_DRUM_CLASS_PITCHES[c][0], velocity=DEFAULT_VELOCITY, start_step=step,
-                         end_step=step + 1, is_drum=True, instrument=instrument)
+                    Note(
+                        pitch=GM_DRUM_CLASS_PITCHES[c][0],
+                        velocity=DEFAULT_VELOCITY,
+                        start_step=step,
+                        end_step=step + 1,
+                        is_drum=True,
+                        instrument=instrument,
+                    )
                 )
     return notes
 
@@ -105,8 +111,9 @@ class DrumsRepresentation:
         for segment in split_at_gaps(
             hits, lambda n: n.start_step, lambda n: n.start_step + 1, self.gap_bars * STEPS_PER_BAR
         ):
-            span = segment_span([dataclasses.replace(n, end_step=n.start_step + 1) for n in segment],
-                                sequence.total_steps)
+            span = segment_span(
+                [dataclasses.replace(n, end_step=n.start_step + 1) for n in segment], sequence.total_steps
+            )
             for start in window_starts(*span, self.num_steps):
                 tokens = drum_tokens(segment, start, self.num_steps)
                 if tokens.any():

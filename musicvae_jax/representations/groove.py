@@ -60,12 +60,19 @@ def groove_arrays(hits: list[Note], start: int, num_steps: int) -> dict[str, np.
 def arrays_to_notes(hits: np.ndarray, velocities: np.ndarray, offsets: np.ndarray, instrument: int = 9) -> list[Note]:
     """Drum notes of a groove; each hit lasts one step from its shifted onset."""
     notes = []
-    for step, c in zip(*np.nonzero(np.asarray(hits) > 0.5)):
+    for step, c in zip(*np.nonzero(np.asarray(hits) > 0.5), strict=True):
         velocity = int(np.clip(np.round(float(velocities[step, c]) * 127), 1, 127))
         offset = float(np.clip(offsets[step, c], -0.5, 0.5))
         notes.append(
-            Note(pitch=TD11_DRUM_CLASS_PITCHES[c][0], velocity=velocity, start_step=int(step),
-                 end_step=int(step) + 1, is_drum=True, instrument=instrument, start_offset=offset)
+            Note(
+                pitch=TD11_DRUM_CLASS_PITCHES[c][0],
+                velocity=velocity,
+                start_step=int(step),
+                end_step=int(step) + 1,
+                is_drum=True,
+                instrument=instrument,
+                start_offset=offset,
+            )
         )
     return notes
 
@@ -88,8 +95,11 @@ class GrooveRepresentation:
     @property
     def fields(self) -> dict[str, FieldSpec]:
         shape = (self.num_steps, NUM_DRUM_CLASSES)
-        return {"hits": FieldSpec(shape, "uint8"), "velocities": FieldSpec(shape, "float16"),
-                "offsets": FieldSpec(shape, "float16")}
+        return {
+            "hits": FieldSpec(shape, "uint8"),
+            "velocities": FieldSpec(shape, "float16"),
+            "offsets": FieldSpec(shape, "float16"),
+        }
 
     def windows(self, sequence: NoteSequence) -> list[dict]:
         hits = drum_hits(sequence, TD11_PITCH_TO_CLASS)

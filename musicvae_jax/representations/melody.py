@@ -138,14 +138,18 @@ class MelodyRepresentation:
     def windows(self, sequence: NoteSequence) -> list[dict]:
         examples = []
         for instrument, melody in pitched_parts(sequence, MELODY_PROGRAMS).items():
-            segments = split_at_gaps(melody, lambda n: n.start_step, lambda n: n.end_step, self.gap_bars * STEPS_PER_BAR)
-            for segment in segments:
+            gap = self.gap_bars * STEPS_PER_BAR
+            for segment in split_at_gaps(melody, lambda n: n.start_step, lambda n: n.end_step, gap):
                 for start in window_starts(*segment_span(segment, sequence.total_steps), self.num_steps):
                     tokens = melody_tokens(segment, start, self.num_steps)
                     if (tokens >= FIRST_NOTE_ON).any():
                         examples.append(
-                            {"tokens": tokens, "window_start": start, "instrument": instrument,
-                             "program": segment[0].program}
+                            {
+                                "tokens": tokens,
+                                "window_start": start,
+                                "instrument": instrument,
+                                "program": segment[0].program,
+                            }
                         )
         return examples
 

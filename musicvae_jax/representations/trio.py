@@ -73,8 +73,13 @@ class TrioRepresentation:
                     "drums": drums.drum_tokens(hits, start, self.num_steps),
                 }
                 if all((example[k] >= melody.FIRST_NOTE_ON).any() for k in ("melody", "bass")):
-                    example.update(window_start=start, melody_instrument=mel_inst, bass_instrument=bass_inst,
-                                   melody_program=mel[0].program, bass_program=bass[0].program)
+                    example.update(
+                        window_start=start,
+                        melody_instrument=mel_inst,
+                        bass_instrument=bass_inst,
+                        melody_program=mel[0].program,
+                        bass_program=bass[0].program,
+                    )
                     examples.append(example)
         return examples
 

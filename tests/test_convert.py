@@ -1,0 +1,151 @@
+"""The converter end to end: demo corpus, bad files, interruption and resume, Groove MIDI."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from array_record.python.array_record_module import ArrayRecordReader
+from helpers import GROOVE_DIR, REPO, note, requires_groove, write_track_midi
+
+from musicvae_jax import records
+from musicvae_jax.convert import OutputConflictError, convert
+from musicvae_jax.demo_corpus import write_demo_corpus
+
+
+@pytest.fixture(scope="module")
+def demo_midi(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("demo_midi")
+    write_demo_corpus(folder, num_songs=12)
+    return folder
+
+
+def read_shard(path):
+    reader = ArrayRecordReader(str(path))
+    data = reader.read_all()
+    reader.close()
+    return [records.deserialize(d) for d in data]
+
+
+def output_bytes(folder: Path) -> dict[str, bytes]:
+    """Every file of a conversion (shards, metadata, errors), by name."""
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+@pytest.mark.parametrize("name", ["melody_2bar", "melody_16bar", "drums_2bar", "trio_16bar", "groove_4bar"])
+def test_demo_corpus_converts_to_every_representation(demo_midi, tmp_path, name):
+    metadata = convert([str(demo_midi)], tmp_path, name, workers=1)
+    assert metadata["files_parsed"] == 12 and metadata["files_skipped"] == 0
+    assert metadata["splits"]["train"]["examples"] > 0
+    shard = tmp_path / metadata["splits"]["train"]["shards"][0]
+    example = read_shard(shard)[0]
+    assert example["source"].startswith("demo_song_") and example["window_start"] % 16 == 0
+    for field, spec in metadata["fields"].items():
+        assert list(example[field].shape) == spec["shape"] and example[field].dtype.name == spec["dtype"]
+
+
+def test_bad_files_are_reported_and_skipped(demo_midi, tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    good = sorted(demo_midi.glob("*.mid"))[:3]
+    for f in good:
+        (corpus / f.name).write_bytes(f.read_bytes())
+    whole = good[0].read_bytes()
+    bad = {
+        "empty.mid": b"",
+        "truncated.mid": whole[: len(whole) // 2],
+        "random.mid": os.urandom(3000),
+        "header_only.mid": whole[:14],
+        "data_byte_over_127.mid": whole[:22] + bytes([0x90, 200, 200]) + whole[25:],
+        "nested/not_midi.MIDI": b"MThd this is text, not a MIDI file",
+    }
+    for name, data in bad.items():
+        (corpus / name).parent.mkdir(exist_ok=True)
+        (corpus / name).write_bytes(data)
+    huge = write_track_midi(corpus / "absurd_ticks.mid", [note(0, 480, 60) + note(480 * 10**6, 480 * 10**6 + 1, 62)])
+    assert huge.exists()
+    metadata = convert([str(corpus)], tmp_path / "out", "drums_2bar", workers=2, files_per_shard=2)
+    errors = [json.loads(line) for line in (tmp_path / "out" / "errors.jsonl").read_text().splitlines()]
+    skipped = {e["path"] for e in errors}
+    # A bad file either fails to parse (reported with its reason) or parses to no usable notes.
+    assert skipped == set(bad)
+    assert all(e["reason"] for e in errors)
+    assert metadata["files_seen"] == 3 + len(bad) + 1
+    assert metadata["files_parsed"] == metadata["files_seen"] - len(skipped)
+    good_examples = sum(len(convert_one(f, tmp_path)) for f in good)
+    assert sum(s["examples"] for s in metadata["splits"].values()) >= good_examples
+
+
+def convert_one(path: Path, tmp_path: Path) -> list:
+    from musicvae_jax.midi_io import read_midi
+    from musicvae_jax.representations import get_representation
+
+    return get_representation("drums_2bar").windows(read_midi(path))
+
+
+def test_interrupted_conversion_resumes_to_the_same_output(demo_midi, tmp_path):
+    clean = tmp_path / "clean"
+    convert([str(demo_midi)], clean, "trio_16bar", workers=1, files_per_shard=1)
+    interrupted = tmp_path / "interrupted"
+    command = [
+        sys.executable,
+        "-m",
+        "musicvae_jax.convert",
+        f"--input={demo_midi}",
+        f"--output={interrupted}",
+        "--representation=trio_16bar",
+        "--workers=1",
+        "--files_per_shard=1",
+    ]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline and not list((interrupted / ".parts").glob("part-*.json")):
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done = len(list((interrupted / ".parts").glob("part-*.json")))
+    if (interrupted / "metadata.json").exists():
+        pytest.skip("the conversion finished before it could be interrupted")
+    assert 1 <= done < 12
+    (interrupted / ".tmp-train-00011-of-00012.array_record").write_bytes(b"half a shard")  # as a kill would leave
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True)
+    assert "12 parsed" in result.stdout
+    assert output_bytes(interrupted) == output_bytes(clean)
+
+
+def test_output_with_other_settings_is_refused(demo_midi, tmp_path):
+    convert([str(demo_midi)], tmp_path, "drums_2bar", workers=1)
+    with pytest.raises(OutputConflictError, match="other inputs or settings"):
+        convert([str(demo_midi)], tmp_path, "melody_2bar", workers=1)
+
+
+def test_cli_reports_bad_arguments_in_one_line(demo_midi, tmp_path):
+    def run(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "musicvae_jax.convert", *args], cwd=REPO, capture_output=True, text=True
+        )
+
+    missing = run(f"--input={tmp_path / 'nope'}", f"--output={tmp_path / 'o'}", "--representation=drums_2bar")
+    assert missing.returncode == 2 and "no such file or folder" in missing.stderr and "Traceback" not in missing.stderr
+    unknown = run(f"--input={demo_midi}", f"--output={tmp_path / 'o'}", "--representation=bongos")
+    assert unknown.returncode == 2 and "unknown representation 'bongos'" in unknown.stderr
+    from_config = run(f"--input={demo_midi}", f"--output={tmp_path / 'c'}", "--config=configs/groovae.py:4bar")
+    assert from_config.returncode == 0, from_config.stderr
+    assert json.loads((tmp_path / "c" / "metadata.json").read_text())["representation"] == "groove_4bar"
+
+
+@requires_groove
+@pytest.mark.parametrize("name, low, high", [("drums_2bar", 15_000, 30_000), ("groove_2bar", 5_000, 20 * 1150)])
+def test_whole_groove_midi_dataset_converts(tmp_path, name, low, high):
+    metadata = convert([str(GROOVE_DIR)], tmp_path, name)
+    assert metadata["files_seen"] == 1150 and metadata["files_parsed"] == 1150 and metadata["files_skipped"] == 0
+    splits = metadata["splits"]
+    assert (splits["train"]["files"], splits["eval"]["files"], splits["test"]["files"]) == (897, 124, 129)
+    total = sum(s["examples"] for s in splits.values())
+    # 13.6 hours of drumming is about 25,000 bars; groove draws at most 20 windows a file.
+    assert low < total < high
+    assert (tmp_path / "errors.jsonl").read_text() == ""

@@ -1,0 +1,149 @@
+"""Grain pipeline: batch layout, exact resume, per-process shares, eval padding, transposition."""
+
+import numpy as np
+import pytest
+
+from musicvae_jax.convert import convert
+from musicvae_jax.demo_corpus import write_demo_corpus
+from musicvae_jax.input_pipeline import _Transpose, make_iterator
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipeline")
+    write_demo_corpus(root / "midi", num_songs=8)
+    return {
+        name: convert([str(root / "midi")], root / name, name, workers=1) and root / name
+        for name in ("melody_2bar", "trio_16bar", "groove_2bar")
+    }
+
+
+def take(iterator, n):
+    return [next(iterator) for _ in range(n)]
+
+
+@pytest.mark.parametrize(
+    "name, fields",
+    [
+        ("melody_2bar", {"tokens": ((8, 32), np.int32)}),
+        ("trio_16bar", {"melody": ((8, 256), np.int32), "bass": ((8, 256), np.int32), "drums": ((8, 256), np.int32)}),
+        ("groove_2bar", {k: ((8, 32, 9), np.float32) for k in ("hits", "velocities", "offsets")}),
+    ],
+)
+def test_batch_layout(data, name, fields):
+    batch = next(make_iterator(data[name], "train", global_batch_size=8, train=True))
+    for key, (shape, dtype) in fields.items():
+        assert batch[key].shape == shape and batch[key].dtype == dtype
+    np.testing.assert_array_equal(batch["lengths"], shape[1])
+    np.testing.assert_array_equal(batch["weights"], 1.0)
+
+
+def test_restored_iterator_continues_with_the_same_batches(data):
+    kwargs = dict(global_batch_size=16, train=True, seed=7)
+    iterator = make_iterator(data["melody_2bar"], "train", **kwargs)
+    take(iterator, 5)
+    state = iterator.get_state()
+    expected = take(iterator, 40)  # runs past the end of the first epoch
+    resumed = make_iterator(data["melody_2bar"], "train", **kwargs)
+    resumed.set_state(state)
+    for a, b in zip(expected, take(resumed, 40), strict=True):
+        np.testing.assert_array_equal(a["tokens"], b["tokens"])
+    same_seed = next(make_iterator(data["melody_2bar"], "train", **kwargs))
+    other_seed = next(make_iterator(data["melody_2bar"], "train", global_batch_size=16, train=True, seed=8))
+    assert not np.array_equal(other_seed["tokens"], same_seed["tokens"])
+
+
+def test_epochs_are_reshuffled(data):
+    iterator = make_iterator(data["melody_2bar"], "train", global_batch_size=1, train=True, seed=0)
+    one_pass = make_iterator(data["melody_2bar"], "train", global_batch_size=64, train=False)
+    size = sum(b["weights"].sum() for b in one_pass)
+    first, second = take(iterator, int(size)), take(iterator, int(size))
+    key = lambda b: b["tokens"].tobytes()  # noqa: E731
+    assert sorted(map(key, first)) == sorted(map(key, second))
+    assert list(map(key, first)) != list(map(key, second))
+
+
+def test_processes_read_disjoint_shares_that_cover_the_split(data):
+    def examples(process_index, process_count):
+        batches = make_iterator(
+            data["trio_16bar"],
+            "eval",
+            global_batch_size=4,
+            train=False,
+            process_index=process_index,
+            process_count=process_count,
+        )
+        return [
+            b["melody"][i].tobytes() + b["drums"][i].tobytes()
+            for b in batches
+            for i in range(len(b["weights"]))
+            if b["weights"][i]
+        ]
+
+    whole = examples(0, 1)
+    first, second = examples(0, 2), examples(1, 2)
+    assert len(first) + len(second) == len(whole)
+    assert sorted(first + second) == sorted(whole)
+
+
+def test_eval_pass_pads_the_last_batch(data):
+    batches = list(make_iterator(data["groove_2bar"], "eval", global_batch_size=64, train=False))
+    assert all(b["hits"].shape[0] == 64 for b in batches)
+    last = batches[-1]
+    real = int(last["weights"].sum())
+    assert 0 < real <= 64
+    assert not last["hits"][real:].any()
+
+
+def test_transposition_shifts_melodic_parts_together_or_drops_the_window():
+    transpose = _Transpose(("melody", "bass"), -3, 3)
+    example = {
+        "melody": np.array([0, 50, 1, 60], np.int32),
+        "bass": np.array([20, 0, 0, 1], np.int32),
+        "drums": np.array([1, 0, 0, 3], np.int32),
+    }
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        out = transpose.random_map(example, rng)
+        shift = out["melody"][1] - 50
+        np.testing.assert_array_equal(out["melody"], [0, 50 + shift, 1, 60 + shift])
+        np.testing.assert_array_equal(out["bass"], [20 + shift, 0, 0, 1])
+        np.testing.assert_array_equal(out["drums"], example["drums"])
+    edge = {"melody": np.array([2, 89], np.int32), "bass": np.array([30, 0], np.int32)}
+    outcomes = [transpose.random_map(edge, rng) for _ in range(20)]
+    kept = [o for o in outcomes if "_drop" not in o]
+    assert len(kept) < 20  # any shift but 0 leaves the range
+    assert all(np.array_equal(o["melody"], edge["melody"]) for o in kept)
+
+
+def test_transposition_in_the_pipeline_keeps_tokens_in_range(data):
+    plain = next(make_iterator(data["trio_16bar"], "train", global_batch_size=32, train=True, seed=1))
+    moved = next(
+        make_iterator(data["trio_16bar"], "train", global_batch_size=32, train=True, seed=1, transpose_range=(-5, 5))
+    )
+    assert not np.array_equal(plain["melody"], moved["melody"])
+    for key in ("melody", "bass"):
+        assert moved[key].min() >= 0 and moved[key].max() <= 89
+    with pytest.raises(ValueError, match="no melodic part"):
+        make_iterator(data["groove_2bar"], "train", global_batch_size=8, train=True, transpose_range=(-2, 2))
+
+
+def test_worker_processes_deliver_and_restore(data):
+    kwargs = dict(global_batch_size=8, train=True, seed=3, num_workers=2)
+    iterator = make_iterator(data["melody_2bar"], "train", **kwargs)
+    take(iterator, 3)
+    state = iterator.get_state()
+    expected = take(iterator, 4)
+    resumed = make_iterator(data["melody_2bar"], "train", **kwargs)
+    resumed.set_state(state)
+    for a, b in zip(expected, take(resumed, 4), strict=True):
+        np.testing.assert_array_equal(a["tokens"], b["tokens"])
+
+
+def test_bad_arguments_name_the_problem(data):
+    with pytest.raises(ValueError, match="does not divide"):
+        make_iterator(data["melody_2bar"], "train", global_batch_size=9, train=True, process_count=2)
+    with pytest.raises(ValueError, match="no split 'valid'"):
+        make_iterator(data["melody_2bar"], "valid", global_batch_size=8, train=True)
+    with pytest.raises(FileNotFoundError, match="metadata.json"):
+        make_iterator(data["melody_2bar"].parent, "train", global_batch_size=8, train=True)
