@@ -1,8 +1,8 @@
-"""Fields every model family shares: the data and the run.
+"""Fields every model family shares: data, model, training and the run.
 
-Model and training fields arrive with the trainer. Family files call
-`get_base_config()` and `parse_variants()`; `--config.x.y=value` overrides
-any field from the command line (use tuples, not lists, for sequences).
+Family files call `get_base_config()`, set the reference sizes of SPEC
+section 5, and apply variants with `parse_variants()`. `--config.x.y=value`
+overrides any field from the command line (use tuples, not lists).
 """
 
 from ml_collections import ConfigDict, config_dict
@@ -22,7 +22,49 @@ def get_base_config() -> ConfigDict:
     config.data.num_workers = 0  # Grain worker processes; 0 reads in-process
     config.data.transpose_range = (0, 0)  # semitones, melodic parts only
     config.data.demo_songs = 64
+
+    config.model = ConfigDict()
+    config.model.encoder_sizes = (512,)  # per direction
+    config.model.decoder_sizes = (256, 256)
+    config.model.conductor_sizes = ()  # non-empty: hierarchical decoder
+    config.model.z_size = 256
+    config.model.hoist_input_projection = False  # see BENCHMARKS.md for which is faster where
+    config.model.unroll = 1  # lax.scan unrolling
+    config.model.dropout_keep = 1.0  # keep probability of decoder-input dropout
+    config.model.humanize = False  # groove: encoder sees hits only
+
+    config.train = ConfigDict()
+    config.train.num_steps = 200_000
+    config.train.learning_rate = 1e-3
+    config.train.decay_rate = 0.9999
+    config.train.min_learning_rate = 1e-5
+    config.train.clip_norm = 1.0
+    config.train.skip_grad_norm = 10_000.0  # a step whose gradient norm exceeds this is skipped
+    config.train.free_bits = 0.0
+    config.train.max_beta = 0.2
+    config.train.beta_rate = 0.0
+    config.train.sampling_schedule = "constant"  # or "inverse_sigmoid"
+    config.train.sampling_rate = 0.0  # constant probability, or k of the inverse sigmoid
+    config.train.log_every = 100
+    config.train.eval_every = 1000
+    config.train.eval_batches = 20  # 0: the whole eval split
+    config.train.checkpoint_every = 1000
+    config.train.max_to_keep = 3
     return config
+
+
+def apply_tiny(config: ConfigDict, hierarchical: bool = False) -> None:
+    """Sizes that train on a 2-core CPU in minutes (for the demo, tests and CI)."""
+    config.batch_size = 32
+    config.model.encoder_sizes = (64,)
+    config.model.decoder_sizes = (64,)
+    config.model.conductor_sizes = (64,) if hierarchical else ()
+    config.model.z_size = 32
+    config.train.num_steps = 300
+    config.train.log_every = 25
+    config.train.eval_every = 100
+    config.train.eval_batches = 4
+    config.train.checkpoint_every = 100
 
 
 def parse_variants(arg: str | None, known: tuple[str, ...]) -> set[str]:

@@ -1,18 +1,26 @@
-"""2-bar drums (9 classes as 512 tokens).
+"""2-bar drums, 9 classes as 512 tokens (drums_2bar_small by default).
 
-Variants: `configs/drums_2bar.py:tiny` (small batch, trains on a CPU in minutes).
+Variants: `big` (drums_2bar_big), `tiny` (trains on a CPU in minutes).
 """
 
-from configs.base import get_base_config, parse_variants
+from configs.base import apply_tiny, get_base_config, parse_variants
 
-VARIANTS = ("tiny",)
+VARIANTS = ("big", "tiny")
 
 
 def get_config(arg: str | None = None):
     variants = parse_variants(arg, VARIANTS)
     config = get_base_config()
     config.data.representation = "drums_2bar"
-    config.batch_size = 512
+    config.train.free_bits = 48.0
+    config.train.max_beta = 0.2
+    config.train.beta_rate = 0.0
+    config.train.sampling_schedule = "inverse_sigmoid"
+    config.train.sampling_rate = 1000.0
+    if "big" in variants:
+        config.model.encoder_sizes = (2048,)
+        config.model.decoder_sizes = (2048, 2048, 2048)
+        config.model.z_size = 512
     if "tiny" in variants:
-        config.batch_size = 32
+        apply_tiny(config)
     return config

@@ -1,18 +1,26 @@
-"""16-bar melodies.
+"""16-bar melodies, hierarchical decoder by default.
 
-Variants: `configs/mel_16bar.py:tiny` (small batch, trains on a CPU in minutes).
+Variants: `flat` (one decoder LSTM over all 256 steps), `tiny` (CPU in minutes).
 """
 
-from configs.base import get_base_config, parse_variants
+from configs.base import apply_tiny, get_base_config, parse_variants
 
-VARIANTS = ("tiny",)
+VARIANTS = ("flat", "tiny")
 
 
 def get_config(arg: str | None = None):
     variants = parse_variants(arg, VARIANTS)
     config = get_base_config()
     config.data.representation = "melody_16bar"
-    config.batch_size = 512
+    config.model.encoder_sizes = (2048, 2048)
+    config.model.decoder_sizes = (1024, 1024)
+    config.model.conductor_sizes = (1024, 1024)
+    config.model.z_size = 512
+    config.train.free_bits = 256.0
+    config.train.max_beta = 0.2
+    if "flat" in variants:
+        config.model.decoder_sizes = (2048, 2048, 2048)
+        config.model.conductor_sizes = ()
     if "tiny" in variants:
-        config.batch_size = 32
+        apply_tiny(config, hierarchical="flat" not in variants)
     return config

@@ -1,18 +1,26 @@
-"""2-bar melodies.
+"""2-bar melodies (mel_2bar_small by default).
 
-Variants: `configs/mel_2bar.py:tiny` (small batch, trains on a CPU in minutes).
+Variants: `big` (mel_2bar_big), `tiny` (trains on a CPU in minutes).
 """
 
-from configs.base import get_base_config, parse_variants
+from configs.base import apply_tiny, get_base_config, parse_variants
 
-VARIANTS = ("tiny",)
+VARIANTS = ("big", "tiny")
 
 
 def get_config(arg: str | None = None):
     variants = parse_variants(arg, VARIANTS)
     config = get_base_config()
     config.data.representation = "melody_2bar"
-    config.batch_size = 512
+    config.train.max_beta = 0.2
+    config.train.beta_rate = 0.99999
+    config.train.sampling_schedule = "inverse_sigmoid"
+    config.train.sampling_rate = 1000.0
+    if "big" in variants:
+        config.model.encoder_sizes = (2048,)
+        config.model.decoder_sizes = (2048, 2048, 2048)
+        config.model.z_size = 512
+        config.train.max_beta = 0.5
     if "tiny" in variants:
-        config.batch_size = 32
+        apply_tiny(config)
     return config

@@ -1,0 +1,1 @@
+"""Flax modules of MusicVAE and GrooVAE: LSTM stacks, the encoder, decoders, the VAE."""

@@ -1,0 +1,164 @@
+"""Decoder cores: an LSTM stack conditioned on a vector, emitting one or more parts.
+
+A core's initial (c, h) per layer is tanh(dense(cond)) split across layers;
+its input at each step is the previous value of every part it emits
+(one-hot, or 27 groove values) concatenated with `cond`. The flat decoder is
+one core conditioned on z; the hierarchical decoder conditions one core per
+part on each conductor embedding; the flat trio baseline is one core with
+three heads (one dense layer over 90 + 90 + 512 outputs, split).
+
+`teacher_forced` runs layer by layer over known inputs (fast; the U bars of
+a hierarchical batch go through as one batch of B*U sequences); `stepwise`
+runs every layer per step so that a sampled value can be fed back
+(scheduled sampling, generation).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from musicvae_jax.models.lstm import LSTMStackWeights, run_stack, stack_step
+from musicvae_jax.models.parts import Part
+
+
+@dataclasses.dataclass(frozen=True)
+class CoreSpec:
+    sizes: tuple[int, ...]
+    parts: tuple[Part, ...]
+    hoist_input_projection: bool = False
+    unroll: int = 1
+    dropout_keep: float = 1.0
+
+    @property
+    def input_depth(self) -> int:
+        return sum(p.depth for p in self.parts)
+
+
+class CoreWeights(nn.Module):
+    """The weights of one decoder core: LSTM stack, initial-state dense, output head."""
+
+    spec: CoreSpec
+
+    @nn.compact
+    def __call__(self, cond_size: int) -> dict:
+        spec = self.spec
+        dense_init = nn.initializers.lecun_normal()
+        return {
+            "lstm": LSTMStackWeights(spec.sizes, name="lstm")(spec.input_depth + cond_size),
+            "init_kernel": self.param("init_kernel", dense_init, (cond_size, 2 * sum(spec.sizes))),
+            "init_bias": self.param("init_bias", nn.initializers.zeros, (2 * sum(spec.sizes),)),
+            "head_kernel": self.param("head_kernel", dense_init, (spec.sizes[-1], spec.input_depth)),
+            "head_bias": self.param("head_bias", nn.initializers.zeros, (spec.input_depth,)),
+        }
+
+
+def initial_carries(spec: CoreSpec, weights: dict, cond: jax.Array) -> list:
+    """tanh(dense(cond)) split into (c, h) for every layer."""
+    state = jnp.tanh(cond @ weights["init_kernel"] + weights["init_bias"])
+    carries, offset = [], 0
+    for size in spec.sizes:
+        c, h = state[:, offset : offset + size], state[:, offset + size : offset + 2 * size]
+        carries.append((c, h))
+        offset += 2 * size
+    return carries
+
+
+def split_parts(spec: CoreSpec, raw: jax.Array) -> list[jax.Array]:
+    """Head output [..., sum of depths] -> one array per part."""
+    bounds = [sum(p.depth for p in spec.parts[:i]) for i in range(1, len(spec.parts))]
+    return jnp.split(raw, bounds, axis=-1)
+
+
+def teacher_forced(
+    spec: CoreSpec,
+    weights: dict,
+    cond: jax.Array,
+    prev_inputs: jax.Array,
+    *,
+    lengths: jax.Array | None = None,
+    dropout_rng: jax.Array | None = None,
+) -> jax.Array:
+    """cond [N, C], prev_inputs [N, S, input_depth] -> raw outputs [N, S, input_depth]."""
+    steps = prev_inputs.shape[1]
+    inputs = jnp.concatenate([prev_inputs, jnp.broadcast_to(cond[:, None], (*cond.shape[:1], steps, cond.shape[-1]))], -1)
+    outputs, _ = run_stack(
+        weights["lstm"],
+        inputs,
+        initial_carries(spec, weights, cond),
+        lengths=lengths,
+        hoist_input_projection=spec.hoist_input_projection,
+        unroll=spec.unroll,
+        dropout_keep=spec.dropout_keep if dropout_rng is not None else 1.0,
+        dropout_rng=dropout_rng,
+    )
+    return outputs @ weights["head_kernel"] + weights["head_bias"]
+
+
+def stepwise(
+    spec: CoreSpec,
+    weights: dict,
+    cond: jax.Array,
+    first_input: jax.Array,
+    num_steps: int,
+    rng: jax.Array,
+    *,
+    temperature: float | jax.Array = 1.0,
+    target_inputs: jax.Array | None = None,
+    sampling_prob: float | jax.Array = 1.0,
+    carries: list | None = None,
+    dropout: bool = False,
+) -> tuple[jax.Array, list[jax.Array], jax.Array, list]:
+    """Decodes step by step, feeding back samples.
+
+    With `target_inputs` [N, S, input_depth] (scheduled sampling), each
+    example's next input is its own sample with probability `sampling_prob`,
+    else the true previous value. Returns raw outputs [N, S, input_depth],
+    the sampled values per part ([N, S] tokens or [N, S, 27]), the last
+    input fed and the final carries (so bars can continue one another).
+    """
+    carries = initial_carries(spec, weights, cond) if carries is None else carries
+    layer_inputs = [spec.input_depth + cond.shape[-1], *spec.sizes[:-1]]
+
+    def body(state, scanned):
+        carries, prev = state
+        t, target = scanned
+        step_rng = jax.random.fold_in(rng, t)
+        keep_masks = None
+        if dropout and spec.dropout_keep < 1.0:
+            keep_masks = [
+                jax.random.bernoulli(jax.random.fold_in(step_rng, 100 + i), spec.dropout_keep, (cond.shape[0], size))
+                / spec.dropout_keep
+                for i, size in enumerate(layer_inputs)
+            ]
+        carries, h = stack_step(weights["lstm"], carries, jnp.concatenate([prev, cond], -1), keep_masks)
+        raw = h @ weights["head_kernel"] + weights["head_bias"]
+        values, vectors = [], []
+        for i, (part, part_raw) in enumerate(zip(spec.parts, split_parts(spec, raw), strict=True)):
+            value = part.sample(part_raw, jax.random.fold_in(step_rng, i), temperature)
+            values.append(value)
+            vectors.append(part.input_vectors(value))
+        fed = jnp.concatenate(vectors, -1)
+        if target is not None:
+            use_sample = jax.random.bernoulli(jax.random.fold_in(step_rng, 99), sampling_prob, (fed.shape[0], 1))
+            fed = jnp.where(use_sample, fed, target)
+        return (carries, fed), (raw, values)
+
+    targets = None if target_inputs is None else jnp.swapaxes(target_inputs, 0, 1)
+    (carries, last), (raw, values) = jax.lax.scan(
+        body, (carries, first_input), (jnp.arange(num_steps), targets), length=num_steps, unroll=spec.unroll
+    )
+    return jnp.swapaxes(raw, 0, 1), [jnp.swapaxes(v, 0, 1) for v in values], last, carries
+
+
+def shift_right(vectors: jax.Array) -> jax.Array:
+    """[N, T, D] -> previous step's vectors, zeros at t = 0."""
+    return jnp.pad(vectors, ((0, 0), (1, 0), (0, 0)))[:, :-1]
+
+
+def concat_part_inputs(parts: Sequence[Part], values: Sequence[jax.Array]) -> jax.Array:
+    return jnp.concatenate([p.input_vectors(v) for p, v in zip(parts, values, strict=True)], axis=-1)

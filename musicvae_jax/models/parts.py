@@ -1,0 +1,114 @@
+"""What the model reads and writes for each representation, one `Part` per output.
+
+A part turns batch arrays into encoder features, decoder targets and the
+vector fed back as the next decoder input, and turns raw decoder outputs into
+a loss, an accuracy and samples. Batches carry token ids; one-hot vectors and
+the drum roll are made here, on the device.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from musicvae_jax.representations.drums import NUM_CLASSES as DRUM_CLASSES
+from musicvae_jax.representations.drums import drum_roll
+from musicvae_jax.representations.groove import VALUES_PER_STEP
+from musicvae_jax.representations.melody import NUM_CLASSES as MELODY_CLASSES
+
+GROOVE_HITS = VALUES_PER_STEP // 3
+GROOVE_KEYS = ("hits", "velocities", "offsets")
+
+
+@dataclasses.dataclass(frozen=True)
+class Part:
+    name: str  # batch key (categorical) and metric name
+    kind: str  # "categorical" or "groove"
+    depth: int  # classes, or 27 values per groove step
+    encoder_input: str  # "onehot", "roll", "groove" or "groove_hits" (humanize)
+
+    def targets(self, batch: dict) -> jax.Array:
+        """Categorical: token ids [B, T]; groove: [B, T, 27] (hits, velocities, offsets)."""
+        if self.kind == "groove":
+            return jnp.concatenate([batch[k] for k in GROOVE_KEYS], axis=-1)
+        return batch[self.name]
+
+    def input_vectors(self, values: jax.Array) -> jax.Array:
+        """Target or sampled values -> the vectors fed to the decoder [..., depth]."""
+        if self.kind == "groove":
+            return values.astype(jnp.float32)
+        return jax.nn.one_hot(values, self.depth, dtype=jnp.float32)
+
+    def encoder_features(self, batch: dict) -> jax.Array:
+        if self.encoder_input == "roll":
+            return drum_roll(batch[self.name], jnp).astype(jnp.float32)
+        if self.encoder_input == "groove_hits":
+            hits = batch["hits"]
+            return jnp.concatenate([hits, jnp.zeros_like(hits), jnp.zeros_like(hits)], axis=-1)
+        return self.input_vectors(self.targets(batch))
+
+    @property
+    def encoder_depth(self) -> int:
+        return {"roll": 10, "groove": VALUES_PER_STEP, "groove_hits": VALUES_PER_STEP}.get(
+            self.encoder_input, self.depth
+        )
+
+    def split_outputs(self, raw: jax.Array) -> dict[str, jax.Array]:
+        """Raw head outputs [..., depth] -> named outputs (logits, or hits/velocities/offsets)."""
+        if self.kind == "groove":
+            hits, velocities, offsets = jnp.split(raw, 3, axis=-1)
+            return {"hit_logits": hits, "velocities": jax.nn.sigmoid(velocities), "offsets": 0.5 * jnp.tanh(offsets)}
+        return {"logits": raw}
+
+    def step_losses(self, raw: jax.Array, targets: jax.Array) -> jax.Array:
+        """Loss per step [B, T]: cross-entropy, or groove's hit cross-entropy plus squared errors."""
+        if self.kind == "groove":
+            out = self.split_outputs(raw)
+            hits, velocities, offsets = jnp.split(targets, 3, axis=-1)
+            ce = _sigmoid_cross_entropy(out["hit_logits"], hits)
+            se = (out["velocities"] - velocities) ** 2 + (out["offsets"] - offsets) ** 2
+            return jnp.sum(ce + se, axis=-1)
+        log_probs = jax.nn.log_softmax(raw.astype(jnp.float32))
+        return -jnp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
+
+    def step_correct(self, raw: jax.Array, targets: jax.Array) -> jax.Array:
+        """[B, T] bool: argmax token right, or (groove) all 9 hit decisions right."""
+        if self.kind == "groove":
+            hits = jnp.split(targets, 3, axis=-1)[0]
+            return jnp.all((raw[..., :GROOVE_HITS] > 0) == (hits > 0.5), axis=-1)
+        return jnp.argmax(raw, axis=-1) == targets
+
+    def sample(self, raw: jax.Array, rng: jax.Array, temperature: float | jax.Array) -> jax.Array:
+        """Values drawn from the output distribution; temperature near 0 is argmax (or hit > 0.5)."""
+        greedy = temperature < 1e-4
+        if self.kind == "groove":
+            out = self.split_outputs(raw)
+            threshold = jnp.where(greedy, 0.5, jax.random.uniform(rng, out["hit_logits"].shape))
+            probs = jax.nn.sigmoid(out["hit_logits"] / jnp.maximum(temperature, 1e-4))
+            hits = (probs > threshold).astype(jnp.float32)
+            return jnp.concatenate([hits, out["velocities"] * hits, out["offsets"] * hits], axis=-1)
+        sampled = jax.random.categorical(rng, raw / jnp.maximum(temperature, 1e-4))
+        return jnp.where(greedy, jnp.argmax(raw, axis=-1), sampled)
+
+
+def _sigmoid_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    return jnp.maximum(logits, 0) - logits * labels + jnp.log1p(jnp.exp(-jnp.abs(logits)))
+
+
+def parts_for(representation: str, humanize: bool = False) -> tuple[Part, ...]:
+    """The parts of a representation, in decoding order."""
+    if representation.startswith("melody"):
+        return (Part("tokens", "categorical", MELODY_CLASSES, "onehot"),)
+    if representation.startswith("drums"):
+        return (Part("tokens", "categorical", DRUM_CLASSES, "roll"),)
+    if representation.startswith("trio"):
+        return (
+            Part("melody", "categorical", MELODY_CLASSES, "onehot"),
+            Part("bass", "categorical", MELODY_CLASSES, "onehot"),
+            Part("drums", "categorical", DRUM_CLASSES, "onehot"),
+        )
+    if representation.startswith("groove"):
+        return (Part("groove", "groove", VALUES_PER_STEP, "groove_hits" if humanize else "groove"),)
+    raise ValueError(f"no model parts for representation {representation!r}")

@@ -1,0 +1,169 @@
+"""MusicVAE: encoder -> z -> flat or hierarchical decoder, for every representation.
+
+Hierarchical: a conductor LSTM stack (state from z) runs U steps on zero
+inputs and emits one embedding per bar; each part's core decodes every bar
+from its embedding. In training the previous true token crosses bar lines
+(bar u starts from the last true token of bar u-1), so all bars decode as
+one batch; in sampling, bar u starts from the last sampled token of bar u-1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from musicvae_jax.models import decoders
+from musicvae_jax.models.decoders import CoreSpec, CoreWeights
+from musicvae_jax.models.encoder import BidirectionalEncoder
+from musicvae_jax.models.lstm import LSTMStackWeights, run_stack
+from musicvae_jax.models.parts import Part, parts_for
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    representation: str
+    num_steps: int
+    num_bars: int
+    encoder_sizes: tuple[int, ...]
+    decoder_sizes: tuple[int, ...]
+    conductor_sizes: tuple[int, ...] = ()  # empty: flat decoder
+    z_size: int = 256
+    hoist_input_projection: bool = False
+    unroll: int = 1
+    dropout_keep: float = 1.0
+    humanize: bool = False
+
+    @property
+    def hierarchical(self) -> bool:
+        return bool(self.conductor_sizes)
+
+    @property
+    def parts(self) -> tuple[Part, ...]:
+        return parts_for(self.representation, self.humanize)
+
+    def core_specs(self) -> list[CoreSpec]:
+        groups = [(p,) for p in self.parts] if self.hierarchical else [self.parts]
+        return [
+            CoreSpec(self.decoder_sizes, g, self.hoist_input_projection, self.unroll, self.dropout_keep) for g in groups
+        ]
+
+
+class ConductorWeights(nn.Module):
+    sizes: tuple[int, ...]
+
+    @nn.compact
+    def __call__(self, z_size: int) -> dict:
+        return {
+            "lstm": LSTMStackWeights(self.sizes, name="lstm")(1),
+            "init_kernel": self.param("init_kernel", nn.initializers.lecun_normal(), (z_size, 2 * sum(self.sizes))),
+            "init_bias": self.param("init_bias", nn.initializers.zeros, (2 * sum(self.sizes),)),
+        }
+
+
+class MusicVAE(nn.Module):
+    spec: ModelSpec
+
+    def setup(self):
+        s = self.spec
+        self.encoder = BidirectionalEncoder(s.encoder_sizes, s.z_size, s.hoist_input_projection, s.unroll)
+        self.cores = [CoreWeights(c, name=f"core_{i}") for i, c in enumerate(s.core_specs())]
+        if s.hierarchical:
+            self.conductor = ConductorWeights(s.conductor_sizes)
+
+    def encode(self, batch: dict) -> tuple[jax.Array, jax.Array]:
+        """mu, sigma [B, z] of q(z | x)."""
+        features = jnp.concatenate([p.encoder_features(batch) for p in self.spec.parts], axis=-1)
+        return self.encoder(features, batch["lengths"])
+
+    def conductor_embeddings(self, z: jax.Array) -> jax.Array:
+        """z [B, z] -> one embedding per bar [B, U, H_conductor]."""
+        s = self.spec
+        weights = self.conductor(s.z_size)
+        conductor = CoreSpec(s.conductor_sizes, ())
+        carries = decoders.initial_carries(conductor, weights, z)
+        zeros = jnp.zeros((z.shape[0], s.num_bars, 1), z.dtype)
+        embeddings, _ = run_stack(weights["lstm"], zeros, carries, hoist_input_projection=s.hoist_input_projection)
+        return embeddings
+
+    def __call__(
+        self,
+        batch: dict,
+        rng: jax.Array,
+        *,
+        train: bool = True,
+        scheduled_sampling: bool = False,
+        sampling_prob: float | jax.Array = 0.0,
+        use_mean: bool = False,
+    ) -> dict:
+        """Reconstruction pass. Returns raw outputs per part [B, T, depth], and mu, sigma, z."""
+        s = self.spec
+        z_rng, dropout_rng, sampling_rng = jax.random.split(rng, 3)
+        mu, sigma = self.encode(batch)
+        z = mu if use_mean else mu + sigma * jax.random.normal(z_rng, mu.shape, mu.dtype)
+        targets = [p.targets(batch) for p in s.parts]
+        raw: list[jax.Array] = []
+        if s.hierarchical:
+            embeddings = self.conductor_embeddings(z)
+            batch_size, bars = embeddings.shape[:2]
+            bar_steps = s.num_steps // bars
+            cond = embeddings.reshape(batch_size * bars, -1)
+            for i, (core, spec, part, target) in enumerate(
+                zip(self.cores, s.core_specs(), s.parts, targets, strict=True)
+            ):
+                prev = decoders.shift_right(part.input_vectors(target))
+                prev = prev.reshape(batch_size * bars, bar_steps, -1)
+                out = decoders.teacher_forced(
+                    spec, core(cond.shape[-1]), cond, prev,
+                    dropout_rng=jax.random.fold_in(dropout_rng, i) if train else None,
+                )
+                raw.append(out.reshape(batch_size, s.num_steps, -1))
+        else:
+            (spec,) = s.core_specs()
+            weights = self.cores[0](s.z_size)
+            vectors = decoders.concat_part_inputs(s.parts, targets)
+            if scheduled_sampling:
+                out, _, _, _ = decoders.stepwise(
+                    spec, weights, z, jnp.zeros_like(vectors[:, 0]), s.num_steps, sampling_rng,
+                    target_inputs=vectors, sampling_prob=sampling_prob, dropout=train,
+                )
+            else:
+                out = decoders.teacher_forced(
+                    spec, weights, z, decoders.shift_right(vectors), lengths=batch["lengths"],
+                    dropout_rng=dropout_rng if train else None,
+                )
+            raw = decoders.split_parts(spec, out)
+        return {"raw": {p.name: r for p, r in zip(s.parts, raw, strict=True)}, "mu": mu, "sigma": sigma, "z": z}
+
+    def decode(self, z: jax.Array, rng: jax.Array, temperature: float | jax.Array = 1.0) -> dict:
+        """Samples from z [B, z]: values per part ([B, T] tokens or [B, T, 27])."""
+        s = self.spec
+        specs = s.core_specs()
+        if not s.hierarchical:
+            weights = self.cores[0](s.z_size)
+            first = jnp.zeros((z.shape[0], specs[0].input_depth), z.dtype)
+            _, values, _, _ = decoders.stepwise(specs[0], weights, z, first, s.num_steps, rng, temperature=temperature)
+            return {p.name: v for p, v in zip(s.parts, values, strict=True)}
+        embeddings = self.conductor_embeddings(z)
+        bar_steps = s.num_steps // s.num_bars
+        weights = [core(embeddings.shape[-1]) for core in self.cores]
+
+        def bar(lasts, scanned):
+            u, cond = scanned
+            outs, new_lasts = [], []
+            for i, (spec, w, last) in enumerate(zip(specs, weights, lasts, strict=True)):
+                bar_rng = jax.random.fold_in(jax.random.fold_in(rng, u), i)
+                _, (values,), fed, _ = decoders.stepwise(spec, w, cond, last, bar_steps, bar_rng, temperature=temperature)
+                outs.append(values)
+                new_lasts.append(fed)
+            return new_lasts, outs
+
+        firsts = [jnp.zeros((z.shape[0], spec.input_depth), z.dtype) for spec in specs]
+        _, per_bar = jax.lax.scan(bar, firsts, (jnp.arange(s.num_bars), jnp.swapaxes(embeddings, 0, 1)))
+        values = {}
+        for part, v in zip(s.parts, per_bar, strict=True):
+            v = jnp.swapaxes(v, 0, 1)  # [B, U, S, ...]
+            values[part.name] = v.reshape(v.shape[0], s.num_steps, *v.shape[3:])
+        return values

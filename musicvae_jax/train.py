@@ -1,0 +1,364 @@
+"""Train state, the pure train and eval steps, and the loop around them.
+
+`train_step(state, batch, rng)` and `eval_step(params, batch, rng)` are pure
+and jitted over the device mesh (batch sharded, state replicated and donated).
+The loop does the I/O: it waits for each step's metrics before dispatching
+the next (XLA's CPU all-reduce can deadlock otherwise, and a NaN is caught at
+once), logs, evaluates, checkpoints, and saves on SIGTERM. A run restarted in
+the same workdir resumes from its latest checkpoint, data position included.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import logging
+from flax.training import train_state
+from ml_collections import ConfigDict
+
+from musicvae_jax import checkpoints, input_pipeline, objectives, parallel
+from musicvae_jax.models.vae import ModelSpec, MusicVAE
+from musicvae_jax.representations import get_representation
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSpec:
+    """The training hyper-parameters the compiled steps close over."""
+
+    free_bits: float
+    max_beta: float
+    beta_rate: float
+    sampling_schedule: str
+    sampling_rate: float
+    learning_rate: float
+    decay_rate: float
+    min_learning_rate: float
+    clip_norm: float
+    skip_grad_norm: float
+
+    @classmethod
+    def from_config(cls, config: ConfigDict) -> TrainSpec:
+        return cls(**{f.name: config.train[f.name] for f in dataclasses.fields(cls)})
+
+    @property
+    def scheduled_sampling(self) -> bool:
+        return self.sampling_schedule == "inverse_sigmoid" or self.sampling_rate > 0
+
+
+def model_spec(config: ConfigDict, num_steps: int | None = None) -> ModelSpec:
+    representation = get_representation(config.data.representation)
+    m = config.model
+    return ModelSpec(
+        representation=representation.name,
+        num_steps=num_steps or representation.num_steps,
+        num_bars=representation.num_bars,
+        encoder_sizes=tuple(m.encoder_sizes),
+        decoder_sizes=tuple(m.decoder_sizes),
+        conductor_sizes=tuple(m.conductor_sizes),
+        z_size=m.z_size,
+        hoist_input_projection=m.hoist_input_projection,
+        unroll=m.unroll,
+        dropout_keep=m.dropout_keep,
+        humanize=m.humanize,
+    )
+
+
+def validate_config(config: ConfigDict) -> None:
+    """Fails at start-up, naming the field, on values that would fail later."""
+    try:
+        representation = get_representation(config.data.representation)
+    except ValueError as e:
+        raise ValueError(f"config.data.representation: {e}") from None
+    if config.batch_size < 1:
+        raise ValueError(f"config.batch_size must be >= 1, got {config.batch_size}")
+    if config.data.num_workers < 0:
+        raise ValueError(f"config.data.num_workers must be >= 0, got {config.data.num_workers}")
+    low_high = tuple(config.data.transpose_range)
+    if len(low_high) != 2 or low_high[0] > low_high[1]:
+        raise ValueError(f"config.data.transpose_range must be (low, high) with low <= high, got {low_high}")
+    if low_high != (0, 0) and not representation.melodic_fields:
+        raise ValueError(f"config.data.transpose_range: {representation.name} has no melodic part to transpose")
+    m, t = config.model, config.train
+    for name in ("encoder_sizes", "decoder_sizes"):
+        sizes = tuple(m[name])
+        if not sizes or any(not isinstance(s, int) or s < 1 for s in sizes):
+            raise ValueError(f"config.model.{name} must be a non-empty tuple of positive ints, got {sizes}")
+    if any(not isinstance(s, int) or s < 1 for s in tuple(m.conductor_sizes)):
+        raise ValueError(f"config.model.conductor_sizes must hold positive ints, got {tuple(m.conductor_sizes)}")
+    if m.conductor_sizes and representation.num_steps % representation.num_bars:
+        raise ValueError(f"config.model.conductor_sizes: {representation.num_bars} bars do not divide "
+                         f"{representation.num_steps} steps")
+    if m.conductor_sizes and (t.sampling_schedule == "inverse_sigmoid" or t.sampling_rate > 0):
+        raise ValueError("config.train.sampling_schedule: scheduled sampling is supported by flat decoders only; "
+                         "hierarchical models train with teacher forcing (sampling_schedule='constant', rate 0)")
+    if m.z_size < 1:
+        raise ValueError(f"config.model.z_size must be >= 1, got {m.z_size}")
+    if not 0.0 < m.dropout_keep <= 1.0:
+        raise ValueError(f"config.model.dropout_keep must be in (0, 1], got {m.dropout_keep}")
+    if m.humanize and not representation.name.startswith("groove"):
+        raise ValueError(f"config.model.humanize applies to groove representations, not {representation.name}")
+    if t.sampling_schedule not in ("constant", "inverse_sigmoid"):
+        raise ValueError(f"config.train.sampling_schedule must be 'constant' or 'inverse_sigmoid', "
+                         f"got {t.sampling_schedule!r}")
+    if t.sampling_schedule == "inverse_sigmoid" and t.sampling_rate < 1:
+        raise ValueError(f"config.train.sampling_rate must be >= 1 for inverse_sigmoid, got {t.sampling_rate}")
+    if t.sampling_schedule == "constant" and not 0.0 <= t.sampling_rate <= 1.0:
+        raise ValueError(f"config.train.sampling_rate must be a probability for 'constant', got {t.sampling_rate}")
+    for name in ("num_steps", "log_every", "eval_every", "checkpoint_every", "max_to_keep"):
+        if t[name] < 1:
+            raise ValueError(f"config.train.{name} must be >= 1, got {t[name]}")
+    if not 0.0 <= t.beta_rate < 1.0:
+        raise ValueError(f"config.train.beta_rate must be in [0, 1), got {t.beta_rate}")
+    if t.learning_rate <= 0 or not 0 < t.decay_rate <= 1:
+        raise ValueError("config.train.learning_rate must be > 0 and config.train.decay_rate in (0, 1]")
+
+
+def check_data_matches(config: ConfigDict, metadata: dict) -> None:
+    if metadata["representation"] != config.data.representation:
+        raise ValueError(
+            f"config.data.path holds {metadata['representation']} data but "
+            f"config.data.representation is {config.data.representation}"
+        )
+    for split in (config.data.train_split, config.data.eval_split):
+        if split not in metadata["splits"]:
+            raise ValueError(f"config.data: the data has no split {split!r} (it has {', '.join(metadata['splits'])})")
+
+
+def make_optimizer(spec: TrainSpec) -> optax.GradientTransformation:
+    schedule = functools.partial(
+        objectives.learning_rate, initial=spec.learning_rate, decay_rate=spec.decay_rate, minimum=spec.min_learning_rate
+    )
+    return optax.chain(optax.clip_by_global_norm(spec.clip_norm), optax.adam(schedule))
+
+
+def example_batch(spec: ModelSpec, batch_size: int) -> dict[str, np.ndarray]:
+    """A zero batch of the right layout, to initialise parameters."""
+    fields = get_representation(spec.representation).fields
+    batch = {
+        name: np.zeros((batch_size, *f.shape), np.int32 if len(f.shape) == 1 else np.float32)
+        for name, f in fields.items()
+    }
+    batch["lengths"] = np.full(batch_size, spec.num_steps, np.int32)
+    batch["weights"] = np.ones(batch_size, np.float32)
+    return batch
+
+
+def create_state(spec: ModelSpec, train: TrainSpec, rng: jax.Array) -> train_state.TrainState:
+    model = MusicVAE(spec)
+    params = model.init(rng, example_batch(spec, 2), rng, train=False)["params"]
+    return train_state.TrainState.create(apply_fn=model.apply, params=params, tx=make_optimizer(train))
+
+
+def train_step(
+    state: train_state.TrainState, batch: dict, rng: jax.Array, *, model: MusicVAE, spec: TrainSpec
+) -> tuple[train_state.TrainState, dict]:
+    """One optimiser step; skips the update when the gradient norm is over the limit (or not finite)."""
+    step_rng = jax.random.fold_in(rng, state.step)
+    sampling_prob = objectives.sampling_probability(state.step, spec.sampling_schedule, spec.sampling_rate)
+
+    def loss_fn(params):
+        outputs = model.apply(
+            {"params": params}, batch, step_rng, train=True,
+            scheduled_sampling=spec.scheduled_sampling, sampling_prob=sampling_prob,
+        )
+        return objectives.elbo(
+            model.spec.parts, outputs, batch, step=state.step,
+            free_bits=spec.free_bits, max_beta=spec.max_beta, beta_rate=spec.beta_rate,
+        )
+
+    (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    grad_norm = optax.global_norm(grads)
+    ok = grad_norm <= spec.skip_grad_norm  # False for NaN too
+    updated = state.apply_gradients(grads=grads)
+    new_state = updated.replace(
+        params=jax.tree.map(lambda new, old: jnp.where(ok, new, old), updated.params, state.params),
+        opt_state=jax.tree.map(lambda new, old: jnp.where(ok, new, old), updated.opt_state, state.opt_state),
+    )
+    metrics.update(
+        grad_norm=grad_norm,
+        skipped=1.0 - ok.astype(jnp.float32),
+        sampling_prob=sampling_prob if spec.scheduled_sampling else jnp.zeros(()),
+        learning_rate=objectives.learning_rate(state.step, spec.learning_rate, spec.decay_rate, spec.min_learning_rate),
+    )
+    return new_state, metrics
+
+
+def eval_step(params: Any, batch: dict, rng: jax.Array, step: jax.Array, *, model: MusicVAE, spec: TrainSpec) -> dict:
+    """Teacher-forced metrics of one batch, plus its total weight for averaging."""
+    outputs = model.apply({"params": params}, batch, rng, train=False)
+    _, metrics = objectives.elbo(
+        model.spec.parts, outputs, batch, step=step,
+        free_bits=spec.free_bits, max_beta=spec.max_beta, beta_rate=spec.beta_rate,
+    )
+    metrics["weight"] = jnp.sum(batch["weights"])
+    return metrics
+
+
+class _Preemption:
+    """Remembers a SIGTERM so the loop can checkpoint before it exits."""
+
+    def __init__(self):
+        self.requested = False
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        else:
+            self._previous = None
+
+    def _handle(self, signum, frame):
+        logging.warning("SIGTERM: saving a checkpoint, then stopping")
+        self.requested = True
+
+    def restore(self):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+class MetricWriter:
+    """TensorBoard event files (tensorboardX) and console lines, on process 0 only."""
+
+    def __init__(self, workdir: Path, enabled: bool):
+        self.enabled = enabled
+        self._writer = None
+        if enabled:
+            from tensorboardX import SummaryWriter
+
+            self._writer = SummaryWriter(str(workdir / "tensorboard"))
+
+    def scalars(self, step: int, prefix: str, metrics: dict[str, float]) -> None:
+        if self._writer is not None:
+            for name, value in metrics.items():
+                self._writer.add_scalar(f"{prefix}/{name}", value, step)
+            self._writer.flush()
+
+    def line(self, text: str) -> None:
+        if self.enabled:
+            print(text, flush=True)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+
+def _accuracy_text(metrics: dict[str, float]) -> str:
+    return " ".join(f"acc/{k.split('/', 1)[1]} {v:.3f}" for k, v in metrics.items() if k.startswith("accuracy/"))
+
+
+def evaluate(p_eval, state, config: ConfigDict, data_dir: Path, mesh, rng: jax.Array) -> dict[str, float]:
+    """Weighted means of the eval metrics over `eval_batches` batches (0: the whole split)."""
+    iterator = input_pipeline.make_iterator(
+        data_dir, config.data.eval_split, global_batch_size=config.batch_size, train=False,
+        process_index=jax.process_index(), process_count=jax.process_count(),
+    )
+    totals: dict[str, float] = {}
+    weight = 0.0
+    for i, batch in enumerate(iterator):
+        if config.train.eval_batches and i >= config.train.eval_batches:
+            break
+        metrics = jax.device_get(p_eval(state.params, parallel.global_batch(batch, mesh), rng, state.step))
+        w = float(metrics.pop("weight"))
+        weight += w
+        for k, v in metrics.items():
+            totals[k] = totals.get(k, 0.0) + float(v) * w
+    return {k: v / max(weight, 1.0) for k, v in totals.items()}
+
+
+def train_and_evaluate(config: ConfigDict, workdir: str | Path, data_dir: str | Path) -> dict[str, float]:
+    """Trains (or resumes) to config.train.num_steps; returns the last train metrics."""
+    workdir, data_dir = Path(workdir), Path(data_dir)
+    validate_config(config)
+    check_data_matches(config, input_pipeline.load_metadata(data_dir))
+    mesh = parallel.make_mesh()
+    parallel.check_batch_size(config.batch_size, mesh)
+    spec = model_spec(config)
+    tspec = TrainSpec.from_config(config)
+    rng = jax.random.key(config.seed)
+    init_rng, train_rng, eval_rng = jax.random.split(rng, 3)
+
+    state = parallel.replicate(create_state(spec, tspec, init_rng), mesh)
+    model = MusicVAE(spec)
+    batch_sharding, replicated = parallel.batch_sharding(mesh), parallel.replicated(mesh)
+    p_train = jax.jit(
+        functools.partial(train_step, model=model, spec=tspec),
+        in_shardings=(replicated, batch_sharding, replicated),
+        out_shardings=(replicated, replicated),
+        donate_argnums=(0,),
+    )
+    p_eval = jax.jit(
+        functools.partial(eval_step, model=model, spec=tspec),
+        in_shardings=(replicated, batch_sharding, replicated, replicated),
+        out_shardings=replicated,
+    )
+    train_iter = input_pipeline.make_iterator(
+        data_dir, config.data.train_split, global_batch_size=config.batch_size, train=True, seed=config.seed,
+        process_index=jax.process_index(), process_count=jax.process_count(),
+        num_workers=config.data.num_workers, transpose_range=tuple(config.data.transpose_range),
+    )
+    manager = checkpoints.make_manager(workdir, config.train.max_to_keep)
+    start = manager.latest_step()
+    if start is not None:
+        state, data_state, _ = checkpoints.restore(manager, start, state)
+        train_iter.set_state(data_state)
+        logging.info("Resumed from the checkpoint at step %d", start)
+    start = int(start or 0)
+
+    writer = MetricWriter(workdir, jax.process_index() == 0)
+    n_params = sum(x.size for x in jax.tree.leaves(state.params))
+    writer.line(f"model: {spec.representation}, {'hierarchical' if spec.hierarchical else 'flat'}, "
+                f"{n_params:,} parameters, {mesh.devices.size} device(s); steps {start} -> {config.train.num_steps}")
+    preemption = _Preemption()
+    last_metrics: dict[str, float] = {}
+    window_start, window_steps = time.perf_counter(), 0
+    step = start
+    try:
+        while step < config.train.num_steps:
+            batch = parallel.global_batch(next(train_iter), mesh)
+            state, metrics = p_train(state, batch, train_rng)
+            metrics = jax.device_get(metrics)  # waits for this step before the next is dispatched
+            step += 1
+            window_steps += 1
+            last_metrics = {k: float(v) for k, v in metrics.items()}
+            if not math.isfinite(last_metrics["loss"]):
+                raise FloatingPointError(
+                    f"loss is {last_metrics['loss']} at step {step}; stopping. The last good checkpoint "
+                    f"(step {manager.latest_step()}) is kept in {workdir / 'checkpoints'}"
+                )
+            if step % config.train.log_every == 0 or step == config.train.num_steps:
+                seconds = time.perf_counter() - window_start
+                steps_per_second = window_steps / max(seconds, 1e-9)
+                last_metrics["steps_per_second"] = steps_per_second
+                last_metrics["examples_per_second"] = steps_per_second * config.batch_size
+                writer.scalars(step, "train", last_metrics)
+                eta = (config.train.num_steps - step) / max(steps_per_second, 1e-9)
+                writer.line(
+                    f"step {step}/{config.train.num_steps} loss {last_metrics['loss']:.3f} "
+                    f"r_loss {last_metrics['r_loss']:.3f} kl_bits {last_metrics['kl_bits']:.1f} "
+                    f"{_accuracy_text(last_metrics)} {steps_per_second:.2f} steps/s ETA {eta / 60:.1f} min"
+                )
+                window_start, window_steps = time.perf_counter(), 0
+            if step % config.train.eval_every == 0 or step == config.train.num_steps:
+                eval_metrics = evaluate(p_eval, state, config, data_dir, mesh, eval_rng)
+                writer.scalars(step, "eval", eval_metrics)
+                writer.line(f"eval at step {step}: loss {eval_metrics['loss']:.3f} "
+                            f"r_loss {eval_metrics['r_loss']:.3f} {_accuracy_text(eval_metrics)}")
+            if step % config.train.checkpoint_every == 0 or step == config.train.num_steps or preemption.requested:
+                checkpoints.save(manager, step, state, train_iter.get_state(), config)
+            if preemption.requested:
+                writer.line(f"stopped by SIGTERM at step {step}; checkpoint saved")
+                break
+    finally:
+        manager.wait_until_finished()
+        manager.close()
+        writer.close()
+        preemption.restore()
+    return last_metrics

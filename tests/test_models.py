@@ -1,0 +1,145 @@
+"""Shapes, masking and the equivalences the decoders rely on."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from model_helpers import FAMILIES, random_batch, tiny_spec
+
+from musicvae_jax.models import decoders
+from musicvae_jax.models.encoder import BidirectionalEncoder
+from musicvae_jax.models.lstm import LSTMStackWeights, reverse_by_length, run_layer, zero_carries
+from musicvae_jax.models.vae import MusicVAE
+
+KEY = jax.random.key(0)
+
+
+def layer_weights(input_size=5, hidden=7):
+    params = LSTMStackWeights((hidden,)).init(KEY, input_size)
+    return LSTMStackWeights((hidden,)).apply(params, input_size)[0]
+
+
+def test_hoisted_and_fused_layers_agree():
+    w = layer_weights()
+    x = jax.random.normal(KEY, (4, 9, 5))
+    carry = zero_carries([7], 4)[0]
+    fused, fused_final = run_layer(w, x, carry, hoist_input_projection=False)
+    hoisted, hoisted_final = run_layer(w, x, carry, hoist_input_projection=True)
+    np.testing.assert_allclose(fused, hoisted, atol=1e-5)
+    np.testing.assert_allclose(fused_final[1], hoisted_final[1], atol=1e-5)
+
+
+def test_layer_masking_keeps_the_state_at_each_length():
+    w = layer_weights()
+    x = jax.random.normal(KEY, (3, 8, 5))
+    lengths = jnp.array([8, 5, 1])
+    outputs, (c, h) = run_layer(w, x, zero_carries([7], 3)[0], lengths)
+    for b, length in enumerate([8, 5, 1]):
+        _, (_, h_alone) = run_layer(w, x[b : b + 1, :length], zero_carries([7], 1)[0])
+        np.testing.assert_allclose(h[b], h_alone[0], atol=1e-6)
+        assert not outputs[b, length:].any()
+
+
+def test_reverse_by_length():
+    x = jnp.arange(12.0).reshape(2, 6, 1)
+    out = reverse_by_length(x, jnp.array([6, 3]))
+    np.testing.assert_array_equal(out[0, :, 0], [5, 4, 3, 2, 1, 0])
+    np.testing.assert_array_equal(out[1, :, 0], [8, 7, 6, 0, 0, 0])
+
+
+def test_encoder_ignores_steps_past_the_length():
+    encoder = BidirectionalEncoder((8, 6), z_size=4)
+    x = jax.random.normal(KEY, (2, 10, 3))
+    lengths = jnp.array([10, 4])
+    params = encoder.init(KEY, x, lengths)
+    mu, sigma = encoder.apply(params, x, lengths)
+    assert mu.shape == sigma.shape == (2, 4) and (sigma > 0).all()
+    mu2, _ = encoder.apply(params, x.at[1, 4:].set(100.0), lengths)
+    np.testing.assert_allclose(mu, mu2, atol=1e-6)
+    mu3, _ = encoder.apply(params, x.at[1, 3].set(100.0), lengths)
+    assert not np.allclose(mu[1], mu3[1])
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_family_outputs_and_samples_the_right_shapes(family):
+    spec = tiny_spec(family)
+    batch = random_batch(spec)
+    model = MusicVAE(spec)
+    params = model.init(KEY, batch, KEY, train=False)
+    out = model.apply(params, batch, KEY, train=True, rngs=None)
+    for part in spec.parts:
+        assert out["raw"][part.name].shape == (3, spec.num_steps, part.depth)
+    assert out["mu"].shape == out["z"].shape == (3, spec.z_size)
+    samples = model.apply(params, out["z"], KEY, 1.0, method=MusicVAE.decode)
+    for part in spec.parts:
+        expected = (3, spec.num_steps) if part.kind == "categorical" else (3, spec.num_steps, 27)
+        assert samples[part.name].shape == expected
+
+
+@pytest.mark.parametrize("family", ["mel_16bar_hier", "trio_hier"])
+def test_hierarchical_batched_bars_equal_bar_by_bar_decoding(family):
+    """Training decodes all bars as one batch; here each bar is decoded on its own, step by step."""
+    spec = tiny_spec(family)
+    batch = random_batch(spec)
+    model = MusicVAE(spec)
+    params = model.init(KEY, batch, KEY, train=False)
+    batched = jax.jit(lambda p, b: model.apply(p, b, KEY, train=False, use_mean=True))(params, batch)
+
+    def bar_by_bar(module, batch):
+        mu, _ = module.encode(batch)
+        embeddings = module.conductor_embeddings(mu)
+        bar_steps = spec.num_steps // spec.num_bars
+        results = {}
+        for core, core_spec, part in zip(module.cores, spec.core_specs(), spec.parts, strict=True):
+            weights = core(embeddings.shape[-1])
+            vectors = part.input_vectors(part.targets(batch))
+            bars = []
+            for u in range(spec.num_bars):
+                first = vectors[:, u * bar_steps - 1] if u else jnp.zeros_like(vectors[:, 0])
+                bar_targets = vectors[:, u * bar_steps : (u + 1) * bar_steps]
+                raw, _, _, _ = decoders.stepwise(core_spec, weights, embeddings[:, u], first, bar_steps, KEY,
+                                                 target_inputs=bar_targets, sampling_prob=0.0)
+                bars.append(raw)
+            results[part.name] = jnp.concatenate(bars, axis=1)
+        return results
+
+    separate = jax.jit(lambda p, b: model.apply(p, b, method=bar_by_bar))(params, batch)
+    for part in spec.parts:
+        np.testing.assert_allclose(batched["raw"][part.name], separate[part.name], atol=2e-5)
+
+
+@pytest.mark.parametrize("family", ["mel_2bar", "trio_flat"])
+def test_scheduled_sampling_at_probability_zero_is_teacher_forcing(family):
+    spec = tiny_spec(family)
+    batch = random_batch(spec)
+    model = MusicVAE(spec)
+    params = model.init(KEY, batch, KEY, train=False)
+    forced = model.apply(params, batch, KEY, train=False)
+    scheduled = model.apply(params, batch, KEY, train=False, scheduled_sampling=True, sampling_prob=0.0)
+    sampled = model.apply(params, batch, KEY, train=False, scheduled_sampling=True, sampling_prob=1.0)
+    for part in spec.parts:
+        np.testing.assert_allclose(forced["raw"][part.name], scheduled["raw"][part.name], atol=2e-5)
+        assert not np.allclose(forced["raw"][part.name], sampled["raw"][part.name], atol=1e-3)
+
+
+def test_dropout_only_in_training():
+    spec = tiny_spec("groove_humanize")
+    batch = random_batch(spec)
+    model = MusicVAE(spec)
+    params = model.init(KEY, batch, KEY, train=False)
+    a = model.apply(params, batch, KEY, train=False, use_mean=True)["raw"]["groove"]
+    b = model.apply(params, batch, jax.random.key(5), train=False, use_mean=True)["raw"]["groove"]
+    c = model.apply(params, batch, KEY, train=True, use_mean=True)["raw"]["groove"]
+    np.testing.assert_allclose(a, b)
+    assert not np.allclose(a, c)
+
+
+def test_humanize_encoder_sees_hits_only():
+    spec = tiny_spec("groove_humanize")
+    batch = random_batch(spec)
+    model = MusicVAE(spec)
+    params = model.init(KEY, batch, KEY, train=False)
+    mu, _ = model.apply(params, batch, method=MusicVAE.encode)
+    changed = dict(batch, velocities=batch["velocities"] * 0.5, offsets=batch["offsets"] * 0.0)
+    mu2, _ = model.apply(params, changed, method=MusicVAE.encode)
+    np.testing.assert_allclose(mu, mu2)
