@@ -12,15 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from ml_collections import ConfigDict
 
 
 def make_manager(workdir: str | Path, max_to_keep: int, async_save: bool = True) -> ocp.CheckpointManager:
     directory = Path(workdir).absolute() / "checkpoints" if "://" not in str(workdir) else f"{workdir}/checkpoints"
-    options = ocp.CheckpointManagerOptions(
-        max_to_keep=max_to_keep, create=True, enable_async_checkpointing=async_save
-    )
+    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True, enable_async_checkpointing=async_save)
     return ocp.CheckpointManager(directory, options=options)
 
 
@@ -38,7 +37,14 @@ def save(manager: ocp.CheckpointManager, step: int, state: Any, data_state: dict
 
 def abstract_like(tree: Any) -> Any:
     """Shapes, dtypes and shardings of a tree of arrays, to restore into."""
-    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree)
+
+    def abstract(x):
+        if isinstance(x, jax.Array):
+            return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding)
+        x = np.asarray(x)
+        return jax.ShapeDtypeStruct(x.shape, x.dtype)
+
+    return jax.tree.map(abstract, tree)
 
 
 def restore(manager: ocp.CheckpointManager, step: int, state_like: Any) -> tuple[Any, dict, dict]:

@@ -53,8 +53,10 @@ def main(argv: list[str]) -> None:
         metrics = train_and_evaluate(config, workdir, data_dir)
     except (ValueError, FileNotFoundError, FloatingPointError) as e:
         cli.fail(str(e))
-    print(f"done: checkpoints in {workdir / 'checkpoints'}, TensorBoard logs in {workdir / 'tensorboard'} "
-          f"(final train loss {metrics.get('loss', float('nan')):.3f})")
+    print(
+        f"done: checkpoints in {workdir / 'checkpoints'}, TensorBoard logs in {workdir / 'tensorboard'} "
+        f"(final train loss {metrics.get('loss', float('nan')):.3f})"
+    )
 
 
 if __name__ == "__main__":

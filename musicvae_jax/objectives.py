@@ -23,21 +23,28 @@ def kl_divergence(mu: jax.Array, sigma: jax.Array) -> jax.Array:
 
 def beta(step: jax.Array, max_beta: float, beta_rate: float) -> jax.Array:
     """(1 - beta_rate ** step) * max_beta; beta_rate 0 gives max_beta from the first step."""
-    return (1.0 - jnp.power(beta_rate, step.astype(jnp.float32))) * max_beta
+    if beta_rate == 0.0:
+        return jnp.asarray(max_beta, jnp.float32)
+    return (1.0 - _power(beta_rate, step)) * max_beta
+
+
+def _power(base: float, step: jax.Array) -> jax.Array:
+    """base ** step with log(base) taken in float64 on the host: float32 has too few digits for 0.99999."""
+    return jnp.exp(jnp.asarray(step, jnp.float32) * math.log(base))
 
 
 def sampling_probability(step: jax.Array, schedule: str, rate: float) -> jax.Array:
     """Probability of feeding the model's own sample instead of the true previous token."""
     if schedule == "inverse_sigmoid":
-        k = rate
-        return 1.0 - k / (k + jnp.exp(step.astype(jnp.float32) / k))
+        # 1 - k / (k + exp(step / k)), written as a sigmoid: exact in float32 and never overflows.
+        return jax.nn.sigmoid(jnp.asarray(step, jnp.float32) / rate - math.log(rate))
     if schedule == "constant":
         return jnp.asarray(rate, jnp.float32)
     raise ValueError(f"unknown sampling schedule {schedule!r}")
 
 
 def learning_rate(step: jax.Array, initial: float, decay_rate: float, minimum: float) -> jax.Array:
-    return (initial - minimum) * jnp.power(decay_rate, jnp.asarray(step, jnp.float32)) + minimum
+    return (initial - minimum) * _power(decay_rate, step) + minimum
 
 
 def step_mask(lengths: jax.Array, num_steps: int) -> jax.Array:

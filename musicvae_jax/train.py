@@ -97,11 +97,15 @@ def validate_config(config: ConfigDict) -> None:
     if any(not isinstance(s, int) or s < 1 for s in tuple(m.conductor_sizes)):
         raise ValueError(f"config.model.conductor_sizes must hold positive ints, got {tuple(m.conductor_sizes)}")
     if m.conductor_sizes and representation.num_steps % representation.num_bars:
-        raise ValueError(f"config.model.conductor_sizes: {representation.num_bars} bars do not divide "
-                         f"{representation.num_steps} steps")
+        raise ValueError(
+            f"config.model.conductor_sizes: {representation.num_bars} bars do not divide "
+            f"{representation.num_steps} steps"
+        )
     if m.conductor_sizes and (t.sampling_schedule == "inverse_sigmoid" or t.sampling_rate > 0):
-        raise ValueError("config.train.sampling_schedule: scheduled sampling is supported by flat decoders only; "
-                         "hierarchical models train with teacher forcing (sampling_schedule='constant', rate 0)")
+        raise ValueError(
+            "config.train.sampling_schedule: scheduled sampling is supported by flat decoders only; "
+            "hierarchical models train with teacher forcing (sampling_schedule='constant', rate 0)"
+        )
     if m.z_size < 1:
         raise ValueError(f"config.model.z_size must be >= 1, got {m.z_size}")
     if not 0.0 < m.dropout_keep <= 1.0:
@@ -109,8 +113,9 @@ def validate_config(config: ConfigDict) -> None:
     if m.humanize and not representation.name.startswith("groove"):
         raise ValueError(f"config.model.humanize applies to groove representations, not {representation.name}")
     if t.sampling_schedule not in ("constant", "inverse_sigmoid"):
-        raise ValueError(f"config.train.sampling_schedule must be 'constant' or 'inverse_sigmoid', "
-                         f"got {t.sampling_schedule!r}")
+        raise ValueError(
+            f"config.train.sampling_schedule must be 'constant' or 'inverse_sigmoid', got {t.sampling_schedule!r}"
+        )
     if t.sampling_schedule == "inverse_sigmoid" and t.sampling_rate < 1:
         raise ValueError(f"config.train.sampling_rate must be >= 1 for inverse_sigmoid, got {t.sampling_rate}")
     if t.sampling_schedule == "constant" and not 0.0 <= t.sampling_rate <= 1.0:
@@ -169,16 +174,25 @@ def train_step(
 
     def loss_fn(params):
         outputs = model.apply(
-            {"params": params}, batch, step_rng, train=True,
-            scheduled_sampling=spec.scheduled_sampling, sampling_prob=sampling_prob,
+            {"params": params},
+            batch,
+            step_rng,
+            train=True,
+            scheduled_sampling=spec.scheduled_sampling,
+            sampling_prob=sampling_prob,
         )
         return objectives.elbo(
-            model.spec.parts, outputs, batch, step=state.step,
-            free_bits=spec.free_bits, max_beta=spec.max_beta, beta_rate=spec.beta_rate,
+            model.spec.parts,
+            outputs,
+            batch,
+            step=state.step,
+            free_bits=spec.free_bits,
+            max_beta=spec.max_beta,
+            beta_rate=spec.beta_rate,
         )
 
     (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    grad_norm = optax.global_norm(grads)
+    grad_norm = optax.tree.norm(grads)
     ok = grad_norm <= spec.skip_grad_norm  # False for NaN too
     updated = state.apply_gradients(grads=grads)
     new_state = updated.replace(
@@ -198,8 +212,13 @@ def eval_step(params: Any, batch: dict, rng: jax.Array, step: jax.Array, *, mode
     """Teacher-forced metrics of one batch, plus its total weight for averaging."""
     outputs = model.apply({"params": params}, batch, rng, train=False)
     _, metrics = objectives.elbo(
-        model.spec.parts, outputs, batch, step=step,
-        free_bits=spec.free_bits, max_beta=spec.max_beta, beta_rate=spec.beta_rate,
+        model.spec.parts,
+        outputs,
+        batch,
+        step=step,
+        free_bits=spec.free_bits,
+        max_beta=spec.max_beta,
+        beta_rate=spec.beta_rate,
     )
     metrics["weight"] = jnp.sum(batch["weights"])
     return metrics
@@ -257,8 +276,12 @@ def _accuracy_text(metrics: dict[str, float]) -> str:
 def evaluate(p_eval, state, config: ConfigDict, data_dir: Path, mesh, rng: jax.Array) -> dict[str, float]:
     """Weighted means of the eval metrics over `eval_batches` batches (0: the whole split)."""
     iterator = input_pipeline.make_iterator(
-        data_dir, config.data.eval_split, global_batch_size=config.batch_size, train=False,
-        process_index=jax.process_index(), process_count=jax.process_count(),
+        data_dir,
+        config.data.eval_split,
+        global_batch_size=config.batch_size,
+        train=False,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
     )
     totals: dict[str, float] = {}
     weight = 0.0
@@ -300,9 +323,15 @@ def train_and_evaluate(config: ConfigDict, workdir: str | Path, data_dir: str | 
         out_shardings=replicated,
     )
     train_iter = input_pipeline.make_iterator(
-        data_dir, config.data.train_split, global_batch_size=config.batch_size, train=True, seed=config.seed,
-        process_index=jax.process_index(), process_count=jax.process_count(),
-        num_workers=config.data.num_workers, transpose_range=tuple(config.data.transpose_range),
+        data_dir,
+        config.data.train_split,
+        global_batch_size=config.batch_size,
+        train=True,
+        seed=config.seed,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+        num_workers=config.data.num_workers,
+        transpose_range=tuple(config.data.transpose_range),
     )
     manager = checkpoints.make_manager(workdir, config.train.max_to_keep)
     start = manager.latest_step()
@@ -314,8 +343,10 @@ def train_and_evaluate(config: ConfigDict, workdir: str | Path, data_dir: str | 
 
     writer = MetricWriter(workdir, jax.process_index() == 0)
     n_params = sum(x.size for x in jax.tree.leaves(state.params))
-    writer.line(f"model: {spec.representation}, {'hierarchical' if spec.hierarchical else 'flat'}, "
-                f"{n_params:,} parameters, {mesh.devices.size} device(s); steps {start} -> {config.train.num_steps}")
+    writer.line(
+        f"model: {spec.representation}, {'hierarchical' if spec.hierarchical else 'flat'}, "
+        f"{n_params:,} parameters, {mesh.devices.size} device(s); steps {start} -> {config.train.num_steps}"
+    )
     preemption = _Preemption()
     last_metrics: dict[str, float] = {}
     window_start, window_steps = time.perf_counter(), 0
@@ -349,8 +380,10 @@ def train_and_evaluate(config: ConfigDict, workdir: str | Path, data_dir: str | 
             if step % config.train.eval_every == 0 or step == config.train.num_steps:
                 eval_metrics = evaluate(p_eval, state, config, data_dir, mesh, eval_rng)
                 writer.scalars(step, "eval", eval_metrics)
-                writer.line(f"eval at step {step}: loss {eval_metrics['loss']:.3f} "
-                            f"r_loss {eval_metrics['r_loss']:.3f} {_accuracy_text(eval_metrics)}")
+                writer.line(
+                    f"eval at step {step}: loss {eval_metrics['loss']:.3f} "
+                    f"r_loss {eval_metrics['r_loss']:.3f} {_accuracy_text(eval_metrics)}"
+                )
             if step % config.train.checkpoint_every == 0 or step == config.train.num_steps or preemption.requested:
                 checkpoints.save(manager, step, state, train_iter.get_state(), config)
             if preemption.requested:

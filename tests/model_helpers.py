@@ -20,8 +20,15 @@ FAMILIES = {
 def tiny_spec(family: str, **overrides) -> ModelSpec:
     kwargs = dict(FAMILIES[family])
     representation = get_representation(kwargs["representation"])
-    kwargs = {"num_steps": representation.num_steps, "num_bars": representation.num_bars,
-              "encoder_sizes": (16, 8), "decoder_sizes": (16, 12), "z_size": 6, **kwargs, **overrides}
+    kwargs = {
+        "num_steps": representation.num_steps,
+        "num_bars": representation.num_bars,
+        "encoder_sizes": (16, 8),
+        "decoder_sizes": (16, 12),
+        "z_size": 6,
+        **kwargs,
+        **overrides,
+    }
     return ModelSpec(**kwargs)
 
 

@@ -13,16 +13,27 @@ def run_main(*args, cwd=REPO):
     )
 
 
-def test_default_run_prepares_demo_data_and_streams_batches(tmp_path):
-    result = run_main(f"--workdir={tmp_path}", "--check_batches=5", "--config.data.demo_songs=8", cwd=tmp_path)
+SHORT = [
+    "--config.data.demo_songs=8",
+    "--config.train.log_every=2",
+    "--config.train.eval_every=4",
+    "--config.train.eval_batches=1",
+]
+
+
+def test_default_run_trains_on_the_demo_corpus_and_resumes(tmp_path):
+    result = run_main(f"--workdir={tmp_path}", *SHORT, "--config.train.num_steps=4", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "8 files seen, 8 parsed" in result.stdout
-    assert "batch: melody int32[32, 256], bass int32[32, 256], drums int32[32, 256]" in result.stdout
+    assert "model: trio_16bar, hierarchical" in result.stdout and "steps 0 -> 4" in result.stdout
+    assert "step 4/4 loss" in result.stdout and "acc/melody" in result.stdout and "eval at step 4" in result.stdout
     assert (tmp_path / "demo_midi" / "README.txt").read_text().startswith("DEMO DATA")
-    assert (tmp_path / "data" / "trio_16bar" / "metadata.json").is_file()
-    # A second run reuses what the first one made.
-    again = run_main(f"--workdir={tmp_path}", "--check_batches=5", "--config.data.demo_songs=8", cwd=tmp_path)
-    assert again.returncode == 0 and "8 parsed" in again.stdout
+    assert (tmp_path / "checkpoints" / "4").is_dir()
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    # The same command with more steps continues from the checkpoint.
+    again = run_main(f"--workdir={tmp_path}", *SHORT, "--config.train.num_steps=6", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "steps 4 -> 6" in again.stdout and (tmp_path / "checkpoints" / "6").is_dir()
 
 
 @pytest.mark.parametrize(
@@ -36,6 +47,9 @@ def test_default_run_prepares_demo_data_and_streams_batches(tmp_path):
         (["--config.batch_size=0"], "config.batch_size must be >= 1"),
         (["--config.data.transpose_range=(3, -3)"], "config.data.transpose_range"),
         (["--config=configs/groovae.py", "--config.data.transpose_range=(-2, 2)"], "no melodic part"),
+        (["--config.model.decoder_sizes=()"], "config.model.decoder_sizes must be a non-empty tuple"),
+        (["--config.train.sampling_schedule=inverse_sigmoid"], "scheduled sampling is supported by flat decoders only"),
+        (["--config=configs/mel_2bar.py", "--config.train.sampling_schedule=linear"], "config.train.sampling_schedule"),
     ],
 )
 def test_bad_config_fails_at_start_in_one_line(tmp_path, args, message):
@@ -54,10 +68,11 @@ def test_data_path_must_hold_the_configured_representation(tmp_path):
     wrong = run_main(f"--workdir={tmp_path}", f"--config.data.path={tmp_path / 'drums'}")
     assert wrong.returncode == 2 and "holds drums_2bar data" in wrong.stderr
     right = run_main(
-        f"--workdir={tmp_path}",
+        f"--workdir={tmp_path / 'run'}",
         "--config=configs/drums_2bar.py:tiny",
+        *SHORT,
         f"--config.data.path={tmp_path / 'drums'}",
-        "--check_batches=3",
+        "--config.train.num_steps=2",
     )
     assert right.returncode == 0, right.stderr
-    assert "batch: tokens int32[32, 32]" in right.stdout
+    assert "model: drums_2bar, flat" in right.stdout

@@ -97,8 +97,16 @@ def test_hierarchical_batched_bars_equal_bar_by_bar_decoding(family):
             for u in range(spec.num_bars):
                 first = vectors[:, u * bar_steps - 1] if u else jnp.zeros_like(vectors[:, 0])
                 bar_targets = vectors[:, u * bar_steps : (u + 1) * bar_steps]
-                raw, _, _, _ = decoders.stepwise(core_spec, weights, embeddings[:, u], first, bar_steps, KEY,
-                                                 target_inputs=bar_targets, sampling_prob=0.0)
+                raw, _, _, _ = decoders.stepwise(
+                    core_spec,
+                    weights,
+                    embeddings[:, u],
+                    first,
+                    bar_steps,
+                    KEY,
+                    target_inputs=bar_targets,
+                    sampling_prob=0.0,
+                )
                 bars.append(raw)
             results[part.name] = jnp.concatenate(bars, axis=1)
         return results

@@ -85,7 +85,9 @@ def teacher_forced(
 ) -> jax.Array:
     """cond [N, C], prev_inputs [N, S, input_depth] -> raw outputs [N, S, input_depth]."""
     steps = prev_inputs.shape[1]
-    inputs = jnp.concatenate([prev_inputs, jnp.broadcast_to(cond[:, None], (*cond.shape[:1], steps, cond.shape[-1]))], -1)
+    inputs = jnp.concatenate(
+        [prev_inputs, jnp.broadcast_to(cond[:, None], (*cond.shape[:1], steps, cond.shape[-1]))], -1
+    )
     outputs, _ = run_stack(
         weights["lstm"],
         inputs,

@@ -116,7 +116,10 @@ class MusicVAE(nn.Module):
                 prev = decoders.shift_right(part.input_vectors(target))
                 prev = prev.reshape(batch_size * bars, bar_steps, -1)
                 out = decoders.teacher_forced(
-                    spec, core(cond.shape[-1]), cond, prev,
+                    spec,
+                    core(cond.shape[-1]),
+                    cond,
+                    prev,
                     dropout_rng=jax.random.fold_in(dropout_rng, i) if train else None,
                 )
                 raw.append(out.reshape(batch_size, s.num_steps, -1))
@@ -126,12 +129,23 @@ class MusicVAE(nn.Module):
             vectors = decoders.concat_part_inputs(s.parts, targets)
             if scheduled_sampling:
                 out, _, _, _ = decoders.stepwise(
-                    spec, weights, z, jnp.zeros_like(vectors[:, 0]), s.num_steps, sampling_rng,
-                    target_inputs=vectors, sampling_prob=sampling_prob, dropout=train,
+                    spec,
+                    weights,
+                    z,
+                    jnp.zeros_like(vectors[:, 0]),
+                    s.num_steps,
+                    sampling_rng,
+                    target_inputs=vectors,
+                    sampling_prob=sampling_prob,
+                    dropout=train,
                 )
             else:
                 out = decoders.teacher_forced(
-                    spec, weights, z, decoders.shift_right(vectors), lengths=batch["lengths"],
+                    spec,
+                    weights,
+                    z,
+                    decoders.shift_right(vectors),
+                    lengths=batch["lengths"],
                     dropout_rng=dropout_rng if train else None,
                 )
             raw = decoders.split_parts(spec, out)
@@ -155,7 +169,9 @@ class MusicVAE(nn.Module):
             outs, new_lasts = [], []
             for i, (spec, w, last) in enumerate(zip(specs, weights, lasts, strict=True)):
                 bar_rng = jax.random.fold_in(jax.random.fold_in(rng, u), i)
-                _, (values,), fed, _ = decoders.stepwise(spec, w, cond, last, bar_steps, bar_rng, temperature=temperature)
+                _, (values,), fed, _ = decoders.stepwise(
+                    spec, w, cond, last, bar_steps, bar_rng, temperature=temperature
+                )
                 outs.append(values)
                 new_lasts.append(fed)
             return new_lasts, outs

@@ -1,0 +1,220 @@
+"""Training: every family overfits real examples, steps skip, runs resume exactly, stop cleanly."""
+
+import functools
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import jax
+import numpy as np
+import pytest
+from array_record.python.array_record_module import ArrayRecordReader, ArrayRecordWriter
+from helpers import GROOVE_DIR, REPO
+
+from configs import drums_2bar, groovae, mel_2bar, mel_16bar, trio
+from musicvae_jax import checkpoints, input_pipeline, records, train
+from musicvae_jax.convert import convert
+from musicvae_jax.demo_corpus import write_demo_corpus
+from musicvae_jax.models.vae import MusicVAE
+
+
+@pytest.fixture(scope="module")
+def corpora(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train_data")
+    write_demo_corpus(root / "demo", num_songs=6)
+    groove = GROOVE_DIR / "drummer1" / "session1" if GROOVE_DIR.is_dir() else root / "demo"
+    return {"demo": root / "demo", "groove": groove, "root": root}
+
+
+def converted(corpora, representation, source):
+    out = corpora["root"] / f"{representation}-{source}"
+    if not (out / "metadata.json").exists():
+        convert([str(corpora[source])], out, representation, workers=1)
+    return out
+
+
+# Groove MIDI for the drum families when it is there (the demo corpus otherwise), the demo corpus for the rest.
+FAMILIES = [
+    ("mel_2bar", mel_2bar, "tiny", "demo"),
+    ("drums_2bar", drums_2bar, "tiny", "groove"),
+    ("mel_16bar", mel_16bar, "tiny", "demo"),
+    ("trio", trio, "tiny", "demo"),
+    ("trio_flat", trio, "tiny,flat", "demo"),
+    ("groovae", groovae, "tiny", "groove"),
+]
+
+
+@pytest.mark.parametrize("name, module, variant, source", FAMILIES, ids=[f[0] for f in FAMILIES])
+def test_tiny_model_overfits_a_handful_of_real_examples(corpora, name, module, variant, source):
+    config = module.get_config(variant)
+    config.train.learning_rate = 1e-2
+    data_dir = converted(corpora, config.data.representation, source)
+    batch = next(input_pipeline.make_iterator(data_dir, "train", global_batch_size=4, train=True, seed=0))
+    spec, tspec = train.model_spec(config), train.TrainSpec.from_config(config)
+    state = train.create_state(spec, tspec, jax.random.key(0))
+    step = jax.jit(functools.partial(train.train_step, model=MusicVAE(spec), spec=tspec))
+    evaluate = jax.jit(functools.partial(train.eval_step, model=MusicVAE(spec), spec=tspec))
+    accuracy = 0.0
+    for i in range(1, 801):
+        state, _ = step(state, batch, jax.random.key(1))
+        if i % 25 == 0:
+            metrics = jax.device_get(evaluate(state.params, batch, jax.random.key(2), state.step))
+            accuracy = min(float(v) for k, v in metrics.items() if k.startswith("accuracy/"))
+            if accuracy >= 0.95:
+                break
+    assert accuracy >= 0.95, f"{name}: teacher-forced accuracy {accuracy:.3f} after {i} steps"
+
+
+def test_step_over_the_gradient_norm_limit_is_skipped(corpora):
+    config = mel_2bar.get_config("tiny")
+    config.train.skip_grad_norm = 1e-9
+    data_dir = converted(corpora, "melody_2bar", "demo")
+    batch = next(input_pipeline.make_iterator(data_dir, "train", global_batch_size=4, train=True))
+    spec, tspec = train.model_spec(config), train.TrainSpec.from_config(config)
+    state = train.create_state(spec, tspec, jax.random.key(0))
+    new_state, metrics = train.train_step(state, batch, jax.random.key(1), model=MusicVAE(spec), spec=tspec)
+    assert float(metrics["skipped"]) == 1.0 and int(new_state.step) == 1
+    jax.tree.map(np.testing.assert_array_equal, new_state.params, state.params)
+
+
+def tiny_run_config(**train_overrides):
+    config = mel_2bar.get_config("tiny")
+    config.batch_size = 8
+    config.train.update(dict(num_steps=12, log_every=4, eval_every=100, eval_batches=1, checkpoint_every=4))
+    config.train.update(train_overrides)
+    return config
+
+
+def final_params(workdir, step, config):
+    spec, tspec = train.model_spec(config), train.TrainSpec.from_config(config)
+    like = train.create_state(spec, tspec, jax.random.key(0))
+    manager = checkpoints.make_manager(workdir, 3, async_save=False)
+    state, data_state, _ = checkpoints.restore(manager, step, like)
+    manager.close()
+    return state.params, data_state
+
+
+def test_interrupted_and_resumed_run_equals_uninterrupted(corpora, tmp_path):
+    data_dir = converted(corpora, "melody_2bar", "demo")
+    straight = train.train_and_evaluate(tiny_run_config(), tmp_path / "straight", data_dir)
+    train.train_and_evaluate(tiny_run_config(num_steps=5), tmp_path / "resumed", data_dir)
+    resumed = train.train_and_evaluate(tiny_run_config(), tmp_path / "resumed", data_dir)
+    assert resumed["loss"] == pytest.approx(straight["loss"], rel=1e-5)
+    a, data_a = final_params(tmp_path / "straight", 12, tiny_run_config())
+    b, data_b = final_params(tmp_path / "resumed", 12, tiny_run_config())
+    assert data_a == data_b
+    jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-5, atol=1e-6), a, b)
+
+
+def test_sigterm_saves_a_checkpoint_and_the_run_resumes(corpora, tmp_path):
+    data_dir = converted(corpora, "melody_2bar", "demo")
+    command = [
+        sys.executable,
+        "-u",
+        "-m",
+        "musicvae_jax.main",
+        f"--workdir={tmp_path}",
+        "--config=configs/mel_2bar.py:tiny",
+        f"--config.data.path={data_dir}",
+        "--config.batch_size=8",
+        "--config.train.log_every=1",
+        "--config.train.eval_every=100000",
+        "--config.train.num_steps=100000",
+    ]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    deadline = time.time() + 240
+    for line in process.stdout:
+        lines.append(line)
+        if line.startswith("step 3/") or time.time() > deadline:
+            break
+    process.send_signal(signal.SIGTERM)
+    rest, _ = process.communicate(timeout=120)
+    output = "".join(lines) + rest
+    assert process.returncode == 0, output
+    stopped = [line for line in output.splitlines() if line.startswith("stopped by SIGTERM at step")]
+    assert stopped, output
+    step = int(stopped[0].split("step ")[1].split(";")[0])
+    assert (tmp_path / "checkpoints" / str(step)).is_dir()
+    again = subprocess.run(
+        command[:-1] + [f"--config.train.num_steps={step + 2}"], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert again.returncode == 0, again.stderr
+    assert f"steps {step} -> {step + 2}" in again.stdout
+
+
+def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(corpora, tmp_path):
+    good = converted(corpora, "groove_2bar", "demo")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for f in good.iterdir():
+        if f.suffix == ".array_record":
+            reader = ArrayRecordReader(str(f))
+            examples = [records.deserialize(r) for r in reader.read_all()]
+            reader.close()
+            writer = ArrayRecordWriter(str(bad / f.name), "group_size:1")
+            for example in examples:
+                example["velocities"] = np.full_like(example["velocities"], np.nan)
+                writer.write(records.serialize(example))
+            writer.close()
+        elif f.is_file():
+            (bad / f.name).write_bytes(f.read_bytes())
+    config = groovae.get_config("tiny")
+    config.batch_size = 8
+    config.train.update(dict(num_steps=2, checkpoint_every=1, eval_every=100, eval_batches=1, log_every=1))
+    train.train_and_evaluate(config, tmp_path / "run", good)
+    config.train.num_steps = 4
+    with pytest.raises(FloatingPointError, match="loss is nan at step 3.*last good checkpoint \\(step 2\\)"):
+        train.train_and_evaluate(config, tmp_path / "run", bad)
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir() if p.name.isdigit()) == ["1", "2"]
+
+
+DATA_PARALLEL_SCRIPT = textwrap.dedent("""
+    import functools, sys
+    import jax, numpy as np
+    from configs import trio
+    from musicvae_jax import input_pipeline, parallel, train
+    from musicvae_jax.models.vae import MusicVAE
+
+    assert len(jax.devices()) == 2, jax.devices()
+    config = trio.get_config("tiny")
+    spec, tspec = train.model_spec(config), train.TrainSpec.from_config(config)
+    batches = [next(input_pipeline.make_iterator(sys.argv[1], "train", global_batch_size=8, train=True, seed=s))
+               for s in range(3)]
+    results = []
+    for devices in (jax.devices()[:1], jax.devices()):
+        mesh = parallel.make_mesh(devices)
+        state = parallel.replicate(train.create_state(spec, tspec, jax.random.key(0)), mesh)
+        rep, data = parallel.replicated(mesh), parallel.batch_sharding(mesh)
+        step = jax.jit(functools.partial(train.train_step, model=MusicVAE(spec), spec=tspec),
+                       in_shardings=(rep, data, rep), out_shardings=(rep, rep))
+        losses = []
+        for batch in batches:
+            batch = parallel.global_batch(batch, mesh)
+            assert len(batch["melody"].sharding.device_set) == len(devices)
+            state, metrics = step(state, batch, jax.random.key(1))
+            losses.append(float(metrics["loss"]))
+        results.append((losses, jax.device_get(state.params)))
+    (l1, p1), (l2, p2) = results
+    np.testing.assert_allclose(l1, l2, rtol=1e-5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), p1, p2)
+    print("losses", l1, l2)
+""")
+
+
+def test_one_and_two_devices_give_the_same_losses_and_parameters(corpora, tmp_path):
+    data_dir = converted(corpora, "trio_16bar", "demo")
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+    result = subprocess.run(
+        [sys.executable, "-c", DATA_PARALLEL_SCRIPT, str(data_dir)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "losses" in result.stdout
