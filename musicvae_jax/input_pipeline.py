@@ -44,6 +44,17 @@ def shard_paths(data_dir: str | Path, split: str, metadata: dict | None = None) 
     return [str(Path(data_dir) / name) for name in sorted(metadata["splits"][split]["shards"])]
 
 
+def model_arrays(example: dict[str, Any], fields: dict[str, dict]) -> dict[str, np.ndarray]:
+    """A record's fields cast for the model: [steps] tokens as int32, [steps, 9] groove values as float32."""
+    out = {}
+    for name, spec in fields.items():
+        array = np.asarray(example[name])
+        if list(array.shape) != list(spec["shape"]):
+            raise ValueError(f"record field {name} has shape {array.shape}, metadata says {spec['shape']}")
+        out[name] = array.astype(np.int32 if array.ndim == 1 else np.float32)
+    return out
+
+
 class _Decode(grain.transforms.Map):
     """Record bytes -> dict of the representation's arrays, cast for the model."""
 
@@ -51,15 +62,7 @@ class _Decode(grain.transforms.Map):
         self._fields = fields
 
     def map(self, data: bytes) -> dict[str, np.ndarray]:
-        example = records.deserialize(data)
-        out = {}
-        for name, spec in self._fields.items():
-            array = example[name]
-            if list(array.shape) != spec["shape"]:
-                raise ValueError(f"record field {name} has shape {array.shape}, metadata says {spec['shape']}")
-            # [steps] token fields stay integers; [steps, 9] groove fields become floats.
-            out[name] = array.astype(np.int32 if array.ndim == 1 else np.float32)
-        return out
+        return model_arrays(records.deserialize(data), self._fields)
 
 
 class _Transpose(grain.transforms.RandomMap):
@@ -81,7 +84,7 @@ class _Transpose(grain.transforms.RandomMap):
         return out
 
 
-def _stack(examples: list[dict], batch_size: int) -> dict[str, np.ndarray]:
+def stack_examples(examples: list[dict], batch_size: int) -> dict[str, np.ndarray]:
     """Stacks examples, padding with zero rows of weight 0 up to `batch_size`."""
     batch = {k: np.stack([e[k] for e in examples]) for k in examples[0]}
     real = len(examples)
@@ -128,7 +131,7 @@ def make_dataset(
         ds = ds.random_map(_Transpose(representation.melodic_fields, low, high), seed=seed + 1)
         ds = ds.filter(lambda example: "_drop" not in example)
     ids = ds.to_iter_dataset(grain.ReadOptions(num_threads=0, prefetch_buffer_size=0))
-    ids = ids.batch(batch_size, drop_remainder=train, batch_fn=lambda examples: _stack(examples, batch_size))
+    ids = ids.batch(batch_size, drop_remainder=train, batch_fn=lambda examples: stack_examples(examples, batch_size))
     if num_workers > 0:
         if not flags.FLAGS.is_parsed():  # Grain's workers read absl flags; outside an absl app, use defaults
             flags.FLAGS.mark_as_parsed()

@@ -14,6 +14,14 @@ from musicvae_jax.models.vae import MusicVAE
 KEY = jax.random.key(0)
 
 
+def initialised(family):
+    """A tiny model of the family, a random batch for it, and freshly initialised parameters."""
+    spec = tiny_spec(family)
+    batch = random_batch(spec)
+    model = MusicVAE(spec)
+    return spec, batch, model, model.init(KEY, batch, KEY, train=False)
+
+
 def layer_weights(input_size=5, hidden=7):
     params = LSTMStackWeights((hidden,)).init(KEY, input_size)
     return LSTMStackWeights((hidden,)).apply(params, input_size)[0]
@@ -62,10 +70,7 @@ def test_encoder_ignores_steps_past_the_length():
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_every_family_outputs_and_samples_the_right_shapes(family):
-    spec = tiny_spec(family)
-    batch = random_batch(spec)
-    model = MusicVAE(spec)
-    params = model.init(KEY, batch, KEY, train=False)
+    spec, batch, model, params = initialised(family)
     out = model.apply(params, batch, KEY, train=True, rngs=None)
     for part in spec.parts:
         assert out["raw"][part.name].shape == (3, spec.num_steps, part.depth)
@@ -79,10 +84,7 @@ def test_every_family_outputs_and_samples_the_right_shapes(family):
 @pytest.mark.parametrize("family", ["mel_16bar_hier", "trio_hier"])
 def test_hierarchical_batched_bars_equal_bar_by_bar_decoding(family):
     """Training decodes all bars as one batch; here each bar is decoded on its own, step by step."""
-    spec = tiny_spec(family)
-    batch = random_batch(spec)
-    model = MusicVAE(spec)
-    params = model.init(KEY, batch, KEY, train=False)
+    spec, batch, model, params = initialised(family)
     batched = jax.jit(lambda p, b: model.apply(p, b, KEY, train=False, use_mean=True))(params, batch)
 
     def bar_by_bar(module, batch):
@@ -118,10 +120,7 @@ def test_hierarchical_batched_bars_equal_bar_by_bar_decoding(family):
 
 @pytest.mark.parametrize("family", ["mel_2bar", "trio_flat"])
 def test_scheduled_sampling_at_probability_zero_is_teacher_forcing(family):
-    spec = tiny_spec(family)
-    batch = random_batch(spec)
-    model = MusicVAE(spec)
-    params = model.init(KEY, batch, KEY, train=False)
+    spec, batch, model, params = initialised(family)
     forced = model.apply(params, batch, KEY, train=False)
     scheduled = model.apply(params, batch, KEY, train=False, scheduled_sampling=True, sampling_prob=0.0)
     sampled = model.apply(params, batch, KEY, train=False, scheduled_sampling=True, sampling_prob=1.0)
@@ -131,10 +130,7 @@ def test_scheduled_sampling_at_probability_zero_is_teacher_forcing(family):
 
 
 def test_dropout_only_in_training():
-    spec = tiny_spec("groove_humanize")
-    batch = random_batch(spec)
-    model = MusicVAE(spec)
-    params = model.init(KEY, batch, KEY, train=False)
+    spec, batch, model, params = initialised("groove_humanize")
     a = model.apply(params, batch, KEY, train=False, use_mean=True)["raw"]["groove"]
     b = model.apply(params, batch, jax.random.key(5), train=False, use_mean=True)["raw"]["groove"]
     c = model.apply(params, batch, KEY, train=True, use_mean=True)["raw"]["groove"]
@@ -143,10 +139,7 @@ def test_dropout_only_in_training():
 
 
 def test_humanize_encoder_sees_hits_only():
-    spec = tiny_spec("groove_humanize")
-    batch = random_batch(spec)
-    model = MusicVAE(spec)
-    params = model.init(KEY, batch, KEY, train=False)
+    spec, batch, model, params = initialised("groove_humanize")
     mu, _ = model.apply(params, batch, method=MusicVAE.encode)
     changed = dict(batch, velocities=batch["velocities"] * 0.5, offsets=batch["offsets"] * 0.0)
     mu2, _ = model.apply(params, changed, method=MusicVAE.encode)

@@ -1,0 +1,243 @@
+"""Generate from a trained checkpoint: sample, reconstruct, interpolate, encode.
+
+    python -m musicvae_jax.sample --workdir runs/demo --mode sample --num 8 --temperature 0.5
+    python -m musicvae_jax.sample --workdir runs/demo --mode reconstruct --input song.mid
+    python -m musicvae_jax.sample --workdir runs/demo --mode interpolate --input a.mid --input b.mid --steps 7
+    python -m musicvae_jax.sample --workdir runs/demo --mode encode --input song.mid
+
+The model and its config come from the checkpoint (the latest in
+`workdir/checkpoints`, or `--checkpoint DIR/checkpoints/STEP`). Output goes
+to `--output` (default `workdir/samples/MODE`): one MIDI file per sequence,
+plus one file with all of them in a row for reconstruct and interpolate;
+encode writes mu.npy and sigma.npy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from ml_collections import ConfigDict
+
+from musicvae_jax import checkpoints, input_pipeline, train
+from musicvae_jax.midi_io import MidiReadError, read_midi, write_midi
+from musicvae_jax.models.parts import GROOVE_KEYS
+from musicvae_jax.models.vae import MusicVAE
+from musicvae_jax.notes import NoteSequence
+from musicvae_jax.representations import get_representation
+
+MODES = ("sample", "reconstruct", "interpolate", "encode")
+
+
+class Generator:
+    """A restored model with jitted encode and decode."""
+
+    def __init__(self, config: ConfigDict, params):
+        self.config = config
+        self.spec = train.model_spec(config)
+        self.representation = get_representation(self.spec.representation)
+        self.params = params
+        model = MusicVAE(self.spec)
+        self._encode = jax.jit(lambda p, b: model.apply({"params": p}, b, method=MusicVAE.encode))
+        self._decode = jax.jit(lambda p, z, rng, t: model.apply({"params": p}, z, rng, t, method=MusicVAE.decode))
+
+    @classmethod
+    def restore(cls, workdir: str | Path | None = None, checkpoint: str | Path | None = None) -> Generator:
+        """From the latest checkpoint of a workdir, or from one checkpoint folder (…/checkpoints/STEP)."""
+        if checkpoint is not None:
+            checkpoint = Path(checkpoint)
+            if not checkpoint.name.isdigit() or checkpoint.parent.name != "checkpoints":
+                raise FileNotFoundError(f"--checkpoint {checkpoint}: expected a folder WORKDIR/checkpoints/STEP")
+            workdir, step = checkpoint.parent.parent, int(checkpoint.name)
+        manager = checkpoints.make_manager(workdir, max_to_keep=1, async_save=False)
+        try:
+            step = manager.latest_step() if checkpoint is None else step
+            if step is None or step not in manager.all_steps():
+                raise FileNotFoundError(f"no checkpoint {'' if step is None else step} in {manager.directory}")
+            config = ConfigDict(checkpoints.restore_config(manager, step))
+            train.validate_config(config)
+            spec, tspec = train.model_spec(config), train.TrainSpec.from_config(config)
+            like = train.create_state(spec, tspec, jax.random.key(0))
+            try:
+                state, _, _ = checkpoints.restore(manager, step, like)
+            except (ValueError, KeyError) as e:
+                raise ValueError(
+                    f"checkpoint {step} in {manager.directory} does not fit its config's model: {e}"
+                ) from None
+        finally:
+            manager.close()
+        return cls(config, state.params)
+
+    def encode(self, examples: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+        fields = {k: v.as_dict() for k, v in self.representation.fields.items()}
+        batch = input_pipeline.stack_examples([input_pipeline.model_arrays(e, fields) for e in examples], len(examples))
+        mu, sigma = self._encode(self.params, batch)
+        return np.asarray(mu), np.asarray(sigma)
+
+    def decode(self, z: np.ndarray, seed: int, temperature: float) -> list[dict]:
+        """z [N, z_size] -> one example (representation fields) per row."""
+        values = jax.device_get(self._decode(self.params, jnp.asarray(z), jax.random.key(seed), temperature))
+        examples = []
+        for i in range(z.shape[0]):
+            example = {}
+            for part in self.spec.parts:
+                if part.kind == "groove":
+                    hits, velocities, offsets = np.split(values[part.name][i], 3, axis=-1)
+                    example.update(zip(GROOVE_KEYS, (hits, velocities, offsets), strict=True))
+                else:
+                    example[part.name] = values[part.name][i]
+            examples.append(example)
+        return examples
+
+    def to_notes(self, example: dict) -> NoteSequence:
+        return self.representation.to_notes(example)
+
+
+def windows_of(generator: Generator, path: str | Path) -> list[dict]:
+    """Every window of a MIDI file for this model, or a clear error saying why there is none."""
+    try:
+        sequence = read_midi(path)
+    except MidiReadError as e:
+        raise ValueError(f"--input {path}: {e}") from None
+    windows = generator.representation.windows(sequence)
+    if not windows:
+        reasons = [*sequence.warnings] or ["no part of it matches"]
+        if not sequence.notes:
+            reasons = ["it has no notes in 4/4" if sequence.warnings else "it has no notes"]
+        raise ValueError(
+            f"--input {path}: no usable {generator.representation.name} window "
+            f"({generator.representation.num_bars} bars of 4/4 with the instruments it needs): {'; '.join(reasons)}"
+        )
+    return windows
+
+
+def slerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
+    """Spherical interpolation between two vectors (linear when they are parallel)."""
+    omega = np.arccos(np.clip(np.dot(a / np.linalg.norm(a), b / np.linalg.norm(b)), -1.0, 1.0))
+    if np.abs(np.sin(omega)) < 1e-6:
+        return (1 - t) * a + t * b
+    return (np.sin((1 - t) * omega) * a + np.sin(t * omega) * b) / np.sin(omega)
+
+
+def in_a_row(sequences: Sequence[NoteSequence], steps: int) -> NoteSequence:
+    """Sequences one after another, each `steps` long."""
+    import dataclasses
+
+    notes = [
+        dataclasses.replace(n, start_step=n.start_step + i * steps, end_step=n.end_step + i * steps)
+        for i, seq in enumerate(sequences)
+        for n in seq.notes
+    ]
+    return NoteSequence(notes=notes, total_steps=steps * len(sequences))
+
+
+def write_all(generator: Generator, examples: list[dict], output: Path, stem: str, together: bool) -> list[Path]:
+    output.mkdir(parents=True, exist_ok=True)
+    sequences = [generator.to_notes(e) for e in examples]
+    paths = []
+    for i, seq in enumerate(sequences):
+        paths.append(output / f"{stem}_{i:03d}.mid")
+        write_midi(seq, paths[-1])
+    if together:
+        paths.append(output / f"{stem}_all.mid")
+        write_midi(in_a_row(sequences, generator.representation.num_steps), paths[-1])
+    return paths
+
+
+def run(
+    generator: Generator,
+    mode: str,
+    output: Path,
+    *,
+    inputs: Sequence[str] = (),
+    num: int = 4,
+    temperature: float = 0.5,
+    seed: int = 0,
+    steps: int = 5,
+    z_scale: float = 1.0,
+    use_sigma: bool = False,
+) -> list[Path]:
+    """Does one mode's work and returns the files written."""
+    if mode == "sample":
+        z = np.random.default_rng(seed).standard_normal((num, generator.spec.z_size)).astype(np.float32) * z_scale
+        return write_all(generator, generator.decode(z, seed, temperature), output, "sample", together=False)
+    if mode in ("reconstruct", "encode"):
+        if len(inputs) != 1:
+            raise ValueError(f"--mode {mode} takes exactly one --input")
+        windows = windows_of(generator, inputs[0])
+        mu, sigma = generator.encode(windows)
+        if mode == "encode":
+            output.mkdir(parents=True, exist_ok=True)
+            np.save(output / "mu.npy", mu)
+            np.save(output / "sigma.npy", sigma)
+            np.save(output / "window_start.npy", np.array([w["window_start"] for w in windows]))
+            return [output / "mu.npy", output / "sigma.npy", output / "window_start.npy"]
+        z = mu + sigma * np.random.default_rng(seed).standard_normal(mu.shape).astype(np.float32) if use_sigma else mu
+        return write_all(generator, generator.decode(z, seed, temperature), output, "reconstruction", together=True)
+    if mode == "interpolate":
+        if len(inputs) != 2:
+            raise ValueError("--mode interpolate takes two --input files")
+        if steps < 2:
+            raise ValueError(f"--steps must be >= 2, got {steps}")
+        mus = [generator.encode(windows_of(generator, path)[:1])[0][0] for path in inputs]
+        z = np.stack([slerp(mus[0], mus[1], t) for t in np.linspace(0.0, 1.0, steps)]).astype(np.float32)
+        # One seed for every step, so the path changes only with z.
+        examples = [generator.decode(z[i : i + 1], seed, temperature)[0] for i in range(steps)]
+        return write_all(generator, examples, output, "interpolation", together=True)
+    raise ValueError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
+
+
+def main(argv: Sequence[str]) -> None:
+    from absl import flags
+
+    from musicvae_jax.cli import fail
+
+    FLAGS = flags.FLAGS
+    if len(argv) > 1:
+        fail(f"unexpected arguments: {' '.join(argv[1:])}")
+    if FLAGS.workdir is None and FLAGS.checkpoint is None:
+        fail("give --workdir or --checkpoint")
+    try:
+        generator = Generator.restore(FLAGS.workdir, FLAGS.checkpoint)
+        workdir = Path(FLAGS.workdir) if FLAGS.workdir else Path(FLAGS.checkpoint).parent.parent
+        output = Path(FLAGS.output) if FLAGS.output else workdir / "samples" / FLAGS.mode
+        paths = run(
+            generator,
+            FLAGS.mode,
+            output,
+            inputs=FLAGS.input or (),
+            num=FLAGS.num,
+            temperature=FLAGS.temperature,
+            seed=FLAGS.seed,
+            steps=FLAGS.steps,
+            z_scale=FLAGS.z_scale,
+            use_sigma=FLAGS.use_sigma,
+        )
+    except (ValueError, FileNotFoundError) as e:
+        fail(str(e))
+    print(f"wrote {len(paths)} files to {output}")
+
+
+def _define_flags() -> None:
+    from absl import flags
+
+    flags.DEFINE_string("workdir", None, "Training workdir; its latest checkpoint is used.")
+    flags.DEFINE_string("checkpoint", None, "One checkpoint folder, WORKDIR/checkpoints/STEP.")
+    flags.DEFINE_enum("mode", "sample", MODES, "What to do.")
+    flags.DEFINE_multi_string("input", None, "MIDI file(s) for reconstruct, encode (one) and interpolate (two).")
+    flags.DEFINE_string("output", None, "Output folder (default WORKDIR/samples/MODE).")
+    flags.DEFINE_integer("num", 4, "Sequences to sample.")
+    flags.DEFINE_float("temperature", 0.5, "Softmax temperature; near 0 is argmax.")
+    flags.DEFINE_integer("seed", 0, "Seed for z and for sampling.")
+    flags.DEFINE_integer("steps", 5, "Interpolation steps, both ends included.")
+    flags.DEFINE_float("z_scale", 1.0, "Scale of z drawn from the prior.")
+    flags.DEFINE_bool("use_sigma", False, "Reconstruct from a sample of q(z|x) instead of its mean.")
+
+
+if __name__ == "__main__":
+    from musicvae_jax import cli
+
+    cli.run(main, _define_flags, config_flag_names=())
