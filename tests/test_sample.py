@@ -125,3 +125,29 @@ def test_cli_errors_are_one_line(drums_run, tmp_path):
     ok = sample(f"--workdir={drums_run}", "--num=2", f"--output={tmp_path / 'out'}")
     assert ok.returncode == 0, ok.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["sample_000.mid", "sample_001.mid"]
+
+
+def test_evaluate_equals_a_direct_computation(drums_run, tmp_path):
+    import jax
+
+    from musicvae_jax import input_pipeline
+    from musicvae_jax.evaluate import evaluate
+    from musicvae_jax.models.vae import MusicVAE
+
+    generator = Generator.restore(drums_run)
+    data_dir = drums_run.parent / "data"
+    result = evaluate(generator, data_dir, "eval", batch_size=3)  # several batches, the last one padded
+    (whole,) = list(input_pipeline.make_iterator(data_dir, "eval", global_batch_size=1000, train=False))
+    real = whole["weights"] > 0
+    tokens = whole["tokens"][real]
+    batch = {k: v[real] for k, v in whole.items()}
+    model = MusicVAE(generator.spec)
+    params = {"params": generator.params}
+    forced = model.apply(params, batch, jax.random.key(0), train=False, use_mean=True)
+    free = model.apply(params, forced["mu"], jax.random.key(0), 0.0, method=MusicVAE.decode)
+    teacher = np.mean(np.argmax(np.asarray(forced["raw"]["tokens"]), -1) == tokens)
+    running = np.mean(np.asarray(free["tokens"]) == tokens)
+    assert result["examples"] == len(tokens)
+    assert result["accuracy"]["tokens"]["teacher_forced"] == pytest.approx(teacher, abs=1e-6)
+    assert result["accuracy"]["tokens"]["free_running"] == pytest.approx(running, abs=1e-6)
+    assert result["kl_bits"] == pytest.approx(result["kl"] / np.log(2))
