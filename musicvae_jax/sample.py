@@ -27,6 +27,7 @@ from musicvae_jax.midi_io import MidiReadError, read_midi, write_midi
 from musicvae_jax.models.parts import GROOVE_KEYS
 from musicvae_jax.models.vae import MusicVAE
 from musicvae_jax.notes import NoteSequence
+from musicvae_jax.render import write_page
 from musicvae_jax.representations import get_representation
 
 MODES = ("sample", "reconstruct", "interpolate", "encode")
@@ -134,16 +135,20 @@ def in_a_row(sequences: Sequence[NoteSequence], steps: int) -> NoteSequence:
     return NoteSequence(notes=notes, total_steps=steps * len(sequences))
 
 
-def write_all(generator: Generator, examples: list[dict], output: Path, stem: str, together: bool) -> list[Path]:
+def write_all(
+    generator: Generator, examples: list[dict], output: Path, stem: str, together: bool, page: bool = True
+) -> list[Path]:
+    """MIDI per example (and all in a row), plus piano rolls and index.html unless `page` is False."""
     output.mkdir(parents=True, exist_ok=True)
     sequences = [generator.to_notes(e) for e in examples]
+    if together:
+        sequences.append(in_a_row(sequences, generator.representation.num_steps))
     paths = []
     for i, seq in enumerate(sequences):
-        paths.append(output / f"{stem}_{i:03d}.mid")
+        paths.append(output / (f"{stem}_all.mid" if together and i == len(sequences) - 1 else f"{stem}_{i:03d}.mid"))
         write_midi(seq, paths[-1])
-    if together:
-        paths.append(output / f"{stem}_all.mid")
-        write_midi(in_a_row(sequences, generator.representation.num_steps), paths[-1])
+    if page:
+        write_page(output, paths, sequences, f"{generator.representation.name}: {stem}")
     return paths
 
 

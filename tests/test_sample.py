@@ -124,7 +124,13 @@ def test_cli_errors_are_one_line(drums_run, tmp_path):
         assert "Traceback" not in result.stderr
     ok = sample(f"--workdir={drums_run}", "--num=2", f"--output={tmp_path / 'out'}")
     assert ok.returncode == 0, ok.stderr
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["sample_000.mid", "sample_001.mid"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "index.html",
+        "sample_000.mid",
+        "sample_000.png",
+        "sample_001.mid",
+        "sample_001.png",
+    ]
 
 
 def test_evaluate_equals_a_direct_computation(drums_run, tmp_path):
@@ -151,3 +157,53 @@ def test_evaluate_equals_a_direct_computation(drums_run, tmp_path):
     assert result["accuracy"]["tokens"]["teacher_forced"] == pytest.approx(teacher, abs=1e-6)
     assert result["accuracy"]["tokens"]["free_running"] == pytest.approx(running, abs=1e-6)
     assert result["kl_bits"] == pytest.approx(result["kl"] / np.log(2))
+
+
+def test_page_shows_a_piano_roll_for_every_file(drums_run, tmp_path):
+    import shutil
+
+    generator = Generator.restore(drums_run)
+    midi = sorted((drums_run.parent / "midi").glob("*.mid"))
+    paths = run(generator, "interpolate", tmp_path, inputs=[str(midi[0]), str(midi[1])], steps=3)
+    page = (tmp_path / "index.html").read_text()
+    for path in paths:
+        png = path.with_suffix(".png")
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f'src="{png.name}"' in page and f'href="{path.name}"' in page
+    assert "<audio" in page or "install fluidsynth" in page
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("no headless Chromium on this machine (Debian package 'chromium') to render the page")
+    shot = tmp_path / "page.png"
+    subprocess.run(
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--screenshot={shot}",
+            "--window-size=1200,3000",
+            (tmp_path / "index.html").as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+    )
+    assert shot.exists() and shot.stat().st_size > 10_000
+    dom = subprocess.run(
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--dump-dom",
+            f"--user-data-dir={tmp_path / 'profile2'}",
+            (tmp_path / "index.html").as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    assert dom.count("<img") == len(paths)
