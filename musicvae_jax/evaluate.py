@@ -21,7 +21,7 @@ import jax.numpy as jnp
 
 from musicvae_jax import input_pipeline, objectives
 from musicvae_jax.models.vae import MusicVAE
-from musicvae_jax.sample import Generator
+from musicvae_jax.sample import Generator, define_checkpoint_flags, restore_from_flags
 
 
 def batch_sums(model: MusicVAE, params, batch: dict, rng: jax.Array) -> dict[str, jax.Array]:
@@ -98,13 +98,8 @@ def main(argv: Sequence[str]) -> None:
     from musicvae_jax.cli import fail
 
     FLAGS = flags.FLAGS
-    if len(argv) > 1:
-        fail(f"unexpected arguments: {' '.join(argv[1:])}")
-    if FLAGS.workdir is None and FLAGS.checkpoint is None:
-        fail("give --workdir or --checkpoint")
+    generator, workdir = restore_from_flags(argv)
     try:
-        generator = Generator.restore(FLAGS.workdir, FLAGS.checkpoint)
-        workdir = Path(FLAGS.workdir) if FLAGS.workdir else Path(FLAGS.checkpoint).parent.parent
         config = generator.config
         data_dir = Path(FLAGS.data_path or config.data.path or workdir / "data" / config.data.representation)
         result = evaluate(
@@ -121,8 +116,7 @@ def main(argv: Sequence[str]) -> None:
 def _define_flags() -> None:
     from absl import flags
 
-    flags.DEFINE_string("workdir", None, "Training workdir; its latest checkpoint is used.")
-    flags.DEFINE_string("checkpoint", None, "One checkpoint folder, WORKDIR/checkpoints/STEP.")
+    define_checkpoint_flags()
     flags.DEFINE_string("split", "eval", "Split of the converted data.")
     flags.DEFINE_string("data_path", None, "Converted data (default: the config's, or the demo data in workdir).")
     flags.DEFINE_integer("batch_size", 0, "Batch size (default: the config's).")

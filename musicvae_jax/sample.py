@@ -53,11 +53,13 @@ class Generator:
             if not checkpoint.name.isdigit() or checkpoint.parent.name != "checkpoints":
                 raise FileNotFoundError(f"--checkpoint {checkpoint}: expected a folder WORKDIR/checkpoints/STEP")
             workdir, step = checkpoint.parent.parent, int(checkpoint.name)
+        if "://" not in str(workdir) and not (Path(workdir) / "checkpoints").is_dir():
+            raise FileNotFoundError(f"no checkpoint in {Path(workdir) / 'checkpoints'} (no such folder)")
         manager = checkpoints.make_manager(workdir, max_to_keep=1, async_save=False)
         try:
             step = manager.latest_step() if checkpoint is None else step
             if step is None or step not in manager.all_steps():
-                raise FileNotFoundError(f"no checkpoint {'' if step is None else step} in {manager.directory}")
+                raise FileNotFoundError(f"no checkpoint {'' if step is None else f'{step} '}in {manager.directory}")
             config = ConfigDict(checkpoints.restore_config(manager, step))
             train.validate_config(config)
             spec, tspec = train.model_spec(config), train.TrainSpec.from_config(config)
@@ -195,7 +197,15 @@ def run(
     raise ValueError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
 
 
-def main(argv: Sequence[str]) -> None:
+def define_checkpoint_flags() -> None:
+    from absl import flags
+
+    flags.DEFINE_string("workdir", None, "Training workdir; its latest checkpoint is used.")
+    flags.DEFINE_string("checkpoint", None, "One checkpoint folder, WORKDIR/checkpoints/STEP.")
+
+
+def restore_from_flags(argv: Sequence[str]) -> tuple[Generator, Path]:
+    """The generator named by --workdir or --checkpoint, and its workdir; a clean exit when there is none."""
     from absl import flags
 
     from musicvae_jax.cli import fail
@@ -207,7 +217,19 @@ def main(argv: Sequence[str]) -> None:
         fail("give --workdir or --checkpoint")
     try:
         generator = Generator.restore(FLAGS.workdir, FLAGS.checkpoint)
-        workdir = Path(FLAGS.workdir) if FLAGS.workdir else Path(FLAGS.checkpoint).parent.parent
+    except (ValueError, FileNotFoundError) as e:
+        fail(str(e))
+    return generator, Path(FLAGS.workdir) if FLAGS.workdir else Path(FLAGS.checkpoint).parent.parent
+
+
+def main(argv: Sequence[str]) -> None:
+    from absl import flags
+
+    from musicvae_jax.cli import fail
+
+    FLAGS = flags.FLAGS
+    generator, workdir = restore_from_flags(argv)
+    try:
         output = Path(FLAGS.output) if FLAGS.output else workdir / "samples" / FLAGS.mode
         paths = run(
             generator,
@@ -229,8 +251,7 @@ def main(argv: Sequence[str]) -> None:
 def _define_flags() -> None:
     from absl import flags
 
-    flags.DEFINE_string("workdir", None, "Training workdir; its latest checkpoint is used.")
-    flags.DEFINE_string("checkpoint", None, "One checkpoint folder, WORKDIR/checkpoints/STEP.")
+    define_checkpoint_flags()
     flags.DEFINE_enum("mode", "sample", MODES, "What to do.")
     flags.DEFINE_multi_string("input", None, "MIDI file(s) for reconstruct, encode (one) and interpolate (two).")
     flags.DEFINE_string("output", None, "Output folder (default WORKDIR/samples/MODE).")
