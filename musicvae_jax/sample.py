@@ -14,6 +14,7 @@ encode writes mu.npy and sigma.npy.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -127,8 +128,6 @@ def slerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
 
 def in_a_row(sequences: Sequence[NoteSequence], steps: int) -> NoteSequence:
     """Sequences one after another, each `steps` long."""
-    import dataclasses
-
     notes = [
         dataclasses.replace(n, start_step=n.start_step + i * steps, end_step=n.end_step + i * steps)
         for i, seq in enumerate(sequences)

@@ -56,12 +56,12 @@ class TrainSpec:
         return self.sampling_schedule == "inverse_sigmoid" or self.sampling_rate > 0
 
 
-def model_spec(config: ConfigDict, num_steps: int | None = None) -> ModelSpec:
+def model_spec(config: ConfigDict) -> ModelSpec:
     representation = get_representation(config.data.representation)
     m = config.model
     return ModelSpec(
         representation=representation.name,
-        num_steps=num_steps or representation.num_steps,
+        num_steps=representation.num_steps,
         num_bars=representation.num_bars,
         encoder_sizes=tuple(m.encoder_sizes),
         decoder_sizes=tuple(m.decoder_sizes),
