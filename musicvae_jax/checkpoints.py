@@ -1,9 +1,11 @@
 """Orbax checkpoints of the train state, the data position and the config.
 
 One `CheckpointManager` under `workdir/checkpoints`; each step's checkpoint
-holds `state` (params, optimizer state, step), `data` (the Grain iterator's
-state) and `config`. Orbax writes to a temporary folder and renames it when
-complete, so an interrupted save leaves no checkpoint that looks finished.
+holds `state` (params, optimizer state, step), `data` (each process's Grain
+iterator position, `data/process_I-of-N.json`) and `config`. Every process
+calls save and restore together. Orbax writes to a temporary folder and
+renames it when complete, so an interrupted save leaves no checkpoint that
+looks finished. The workdir may be a local folder or a bucket (`gs://...`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import grain
+import grain.checkpoint
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
@@ -23,12 +27,14 @@ def make_manager(workdir: str | Path, max_to_keep: int, async_save: bool = True)
     return ocp.CheckpointManager(directory, options=options)
 
 
-def save(manager: ocp.CheckpointManager, step: int, state: Any, data_state: dict, config: ConfigDict) -> None:
+def save(
+    manager: ocp.CheckpointManager, step: int, state: Any, data: grain.DatasetIterator, config: ConfigDict
+) -> None:
     manager.save(
         step,
         args=ocp.args.Composite(
             state=ocp.args.StandardSave(state),
-            data=ocp.args.JsonSave(data_state),
+            data=grain.checkpoint.CheckpointSave(data),
             config=ocp.args.JsonSave(config.to_dict()),
         ),
         force=True,
@@ -36,28 +42,44 @@ def save(manager: ocp.CheckpointManager, step: int, state: Any, data_state: dict
 
 
 def abstract_like(tree: Any) -> Any:
-    """Shapes, dtypes and shardings of a tree of arrays, to restore into."""
+    """Shapes, dtypes and shardings of a tree of arrays, to restore into.
+
+    Leaves that are not yet on a device go to this process's first device, so
+    a checkpoint written on other devices or hosts restores here too.
+    """
+    default = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
 
     def abstract(x):
         if isinstance(x, jax.Array):
             return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding)
         x = np.asarray(x)
-        return jax.ShapeDtypeStruct(x.shape, x.dtype)
+        return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=default)
 
     return jax.tree.map(abstract, tree)
 
 
-def restore(manager: ocp.CheckpointManager, step: int, state_like: Any) -> tuple[Any, dict, dict]:
-    """(state, data iterator state, config dict) of the checkpoint at `step`."""
-    restored = manager.restore(
-        step,
-        args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract_like(state_like)),
-            data=ocp.args.JsonRestore(),
-            config=ocp.args.JsonRestore(),
-        ),
-    )
-    return restored["state"], restored["data"], restored["config"]
+def restore(
+    manager: ocp.CheckpointManager, step: int, state_like: Any, data: grain.DatasetIterator | None = None
+) -> tuple[Any, dict]:
+    """(state, config dict) of the checkpoint at `step`; moves `data`, if given, to its saved position."""
+    items = dict(state=ocp.args.StandardRestore(abstract_like(state_like)), config=ocp.args.JsonRestore())
+    if data is not None:
+        _check_data_written_for_this_run(manager, step)
+        items["data"] = grain.checkpoint.CheckpointRestore(data)
+    restored = manager.restore(step, args=ocp.args.Composite(**items))
+    return restored["state"], restored["config"]
+
+
+def _check_data_written_for_this_run(manager: ocp.CheckpointManager, step: int) -> None:
+    """Each process resumes its own data position, so the process count cannot change on resume."""
+    name = f"process_{jax.process_index()}-of-{jax.process_count()}.json"
+    folder = manager.directory / str(step) / "data"
+    if not (folder / name).exists():
+        found = sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+        raise ValueError(
+            f"checkpoint {step} in {manager.directory} holds data positions {found}, none for this run's {name}: "
+            f"resume with the number of processes that wrote it, or start a new workdir"
+        )
 
 
 def restore_config(manager: ocp.CheckpointManager, step: int | None = None) -> dict:

@@ -22,7 +22,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from musicvae_jax import records
+from musicvae_jax import records, remote
 from musicvae_jax.midi_io import DEFAULT_LIMITS, MidiReadError, ReadLimits, read_midi
 from musicvae_jax.representations import get_representation
 
@@ -247,13 +247,26 @@ def convert(
     files_per_shard: int = 64,
     eval_fraction: float = 0.1,
     limits: ReadLimits = DEFAULT_LIMITS,
+    staging: str | os.PathLike = remote.DEFAULT_STAGING,
 ) -> dict:
-    """Converts MIDI files to shards in `output`; returns the metadata written."""
+    """Converts MIDI files to shards in `output`; returns the metadata written.
+
+    Inputs and output may be bucket paths (gs://...): they go through local
+    folders under `staging` (see musicvae_jax/remote.py).
+    """
     get_representation(representation)  # fail early on a bad name
     if files_per_shard < 1:
         raise ValueError(f"files_per_shard must be >= 1, got {files_per_shard}")
     if not 0.0 <= eval_fraction < 1.0:
         raise ValueError(f"eval_fraction must be in [0, 1), got {eval_fraction}")
+    staging, sources = Path(staging), list(inputs)
+    inputs = [
+        str(remote.fetch_folder(i, remote.staging_folder(i, staging, "input"))) if remote.is_remote(i) else i
+        for i in inputs
+    ]
+    destination = str(output)
+    if remote.is_remote(destination):
+        output = remote.staging_folder(destination, staging, "output")
     root, found = find_midi_files(inputs)
     known = corpus_splits(root)
     files = [
@@ -270,10 +283,14 @@ def convert(
     done_files = sum(len(c) for i, c in enumerate(chunks) if i in done)
     for _ in _run_parts(jobs, workers or os.cpu_count() or 1, len(files), done_files):
         pass
-    return summarize(output, representation, inputs, len(chunks))
+    metadata = summarize(output, representation, sources, len(chunks))
+    if remote.is_remote(destination):
+        remote.upload_folder(output, destination, last=METADATA_FILE)
+    return metadata
 
 
-def format_summary(metadata: dict, output: Path) -> str:
+def format_summary(metadata: dict, output: str | Path) -> str:
+    output = str(output).rstrip("/")
     lines = [
         f"representation {metadata['representation']}: {metadata['files_seen']} files seen, "
         f"{metadata['files_parsed']} parsed, {metadata['files_skipped']} skipped, "
@@ -284,10 +301,10 @@ def format_summary(metadata: dict, output: Path) -> str:
     for split, info in metadata["splits"].items():
         lines.append(f"  {split}: {info['files']} files, {info['examples']} examples, {len(info['shards'])} shards")
     if metadata["files_skipped"]:
-        lines.append(f"  per-file errors: {output / ERRORS_FILE}")
+        lines.append(f"  per-file errors: {output}/{ERRORS_FILE}")
     if metadata["files_with_warnings"]:
-        lines.append(f"  {metadata['files_with_warnings']} files used in part (see {output / WARNINGS_FILE})")
-    lines.append(f"  metadata: {output / METADATA_FILE}")
+        lines.append(f"  {metadata['files_with_warnings']} files used in part (see {output}/{WARNINGS_FILE})")
+    lines.append(f"  metadata: {output}/{METADATA_FILE}")
     return "\n".join(lines)
 
 
@@ -323,10 +340,11 @@ def main(argv: Sequence[str]) -> None:
             files_per_shard=FLAGS.files_per_shard,
             eval_fraction=FLAGS.eval_fraction,
             limits=limits,
+            staging=FLAGS.staging_dir,
         )
     except (FileNotFoundError, ValueError, OutputConflictError) as e:
         fail(str(e))
-    print(format_summary(metadata, Path(FLAGS.output)))
+    print(format_summary(metadata, FLAGS.output))
 
 
 def _define_flags() -> None:
@@ -334,7 +352,8 @@ def _define_flags() -> None:
     from ml_collections import config_flags
 
     flags.DEFINE_multi_string("input", None, "MIDI file or folder (recursive); repeat for several.")
-    flags.DEFINE_string("output", None, "Folder for the shards, metadata.json and errors.jsonl.")
+    flags.DEFINE_string("output", None, "Folder (or gs:// path) for the shards, metadata.json and errors.jsonl.")
+    flags.DEFINE_string("staging_dir", str(remote.DEFAULT_STAGING), "Local copies of gs:// inputs and outputs.")
     flags.DEFINE_string("representation", None, "One of the names in musicvae_jax.representations.")
     config_flags.DEFINE_config_file("config", None, "A config file; its data.representation is used.")
     flags.DEFINE_integer("workers", os.cpu_count(), "Worker processes.")

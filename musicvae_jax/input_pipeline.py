@@ -8,14 +8,21 @@ drum roll) is computed on the device inside the jitted step, which moves
   lengths             int32 [batch]
   weights             float32 [batch]             (0 for padding rows of the last eval batch)
 Training repeats and reshuffles every epoch and drops the remainder; eval
-makes one ordered pass with the last batch padded to full size. Each process
-reads its own slice of the records. The iterator's position is Grain state
-(`get_state` / `set_state`), saved with checkpoints.
+makes one ordered pass with the last batch padded to full size.
+
+Each process reads only its own rows of every global batch: the split is
+shuffled (or kept in order) the same way on every process, global batch b is
+elements [b*G, (b+1)*G), and process p takes the p-th block of G/P of them.
+So the global batches do not depend on how many processes there are, and
+every process yields the same number of batches (eval pads with rows of
+weight 0). The iterator's position is Grain state (`get_state` /
+`set_state`), saved with checkpoints, one file per process.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -55,14 +62,51 @@ def model_arrays(example: dict[str, Any], fields: dict[str, dict]) -> dict[str, 
     return out
 
 
+_PADDING = b""  # what _ProcessRows yields past the end of a split
+
+
+class _ProcessRows(grain.MapDataset):
+    """One process's rows of each global batch: element k is global element (k // L) * G + p * L + k % L."""
+
+    def __init__(self, parent: grain.MapDataset, global_batch_size: int, process_index: int, process_count: int):
+        super().__init__(parent)
+        self._local = global_batch_size // process_count
+        self._global = global_batch_size
+        self._offset = process_index * self._local
+        self._parent_length = len(parent)
+        num_batches = -(-self._parent_length // global_batch_size)  # the last one padded
+        if self._parent_length >= sys.maxsize:  # repeated for ever
+            num_batches = self._parent_length // global_batch_size
+        self._length = num_batches * self._local
+
+    def __len__(self) -> int:
+        return self._length
+
+    def _parent_index(self, index: int) -> int:
+        batch, row = divmod(index, self._local)
+        return batch * self._global + self._offset + row
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return self.slice(index)
+        parent_index = self._parent_index(index)
+        return self._parent[parent_index] if parent_index < self._parent_length else _PADDING
+
+
 class _Decode(grain.transforms.Map):
-    """Record bytes -> dict of the representation's arrays, cast for the model."""
+    """Record bytes -> dict of the representation's arrays (cast for the model) and its weight."""
 
     def __init__(self, fields: dict[str, dict]):
         self._fields = fields
 
     def map(self, data: bytes) -> dict[str, np.ndarray]:
-        return model_arrays(records.deserialize(data), self._fields)
+        if data == _PADDING:
+            arrays = {
+                name: np.zeros(spec["shape"], np.int32 if len(spec["shape"]) == 1 else np.float32)
+                for name, spec in self._fields.items()
+            }
+            return {**arrays, "weight": np.float32(0)}
+        return {**model_arrays(records.deserialize(data), self._fields), "weight": np.float32(1)}
 
 
 class _Transpose(grain.transforms.RandomMap):
@@ -85,14 +129,16 @@ class _Transpose(grain.transforms.RandomMap):
 
 
 def stack_examples(examples: list[dict], batch_size: int) -> dict[str, np.ndarray]:
-    """Stacks examples, padding with zero rows of weight 0 up to `batch_size`."""
-    batch = {k: np.stack([e[k] for e in examples]) for k in examples[0]}
+    """Stacks examples (weight 1 unless one says otherwise), padding with zero rows of weight 0 to `batch_size`."""
+    weights = np.zeros(batch_size, np.float32)
+    weights[: len(examples)] = [e.get("weight", 1.0) for e in examples]
+    batch = {k: np.stack([e[k] for e in examples]) for k in examples[0] if k != "weight"}
     real = len(examples)
     if real < batch_size:
         batch = {k: np.concatenate([v, np.zeros((batch_size - real, *v.shape[1:]), v.dtype)]) for k, v in batch.items()}
     steps = next(iter(batch.values())).shape[1]
     batch["lengths"] = np.full(batch_size, steps, np.int32)
-    batch["weights"] = (np.arange(batch_size) < real).astype(np.float32)
+    batch["weights"] = weights
     return batch
 
 
@@ -121,11 +167,12 @@ def make_dataset(
         raise ValueError(f"transpose_range {transpose_range}: low end is above high end")
 
     source = grain.sources.ArrayRecordDataSource(shard_paths(data_dir, split, metadata))
-    ds = grain.MapDataset.source(source)[process_index::process_count]
+    ds = grain.MapDataset.source(source)
     if len(ds) == 0:
-        raise ValueError(f"{data_dir}: split {split!r} has no examples for process {process_index}")
+        raise ValueError(f"{data_dir}: split {split!r} has no examples")
     if train:
         ds = ds.shuffle(seed=seed).repeat()
+    ds = _ProcessRows(ds, global_batch_size, process_index, process_count)
     ds = ds.map(_Decode(metadata["fields"]))
     if (low, high) != (0, 0):
         ds = ds.random_map(_Transpose(representation.melodic_fields, low, high), seed=seed + 1)

@@ -6,6 +6,9 @@
 With no `data.path`, the built-in demo corpus is written and converted under
 the workdir, and the config's model trains on it. Running again with the same
 workdir resumes from the latest checkpoint.
+
+Multi-process runs (TPU pod slices, several GPU nodes, see `launch/`) start
+the same command on every process; `musicvae_jax.distributed` joins them.
 """
 
 from __future__ import annotations
@@ -13,9 +16,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from absl import flags, logging
+from jax.experimental import multihost_utils
 from ml_collections import ConfigDict, config_flags
 
-from musicvae_jax import cli, convert, demo_corpus, input_pipeline
+from musicvae_jax import cli, convert, demo_corpus, distributed, input_pipeline
 from musicvae_jax.train import check_data_matches, train_and_evaluate, validate_config
 
 DEFAULT_CONFIG = str(Path(__file__).resolve().parent.parent / "configs" / "trio.py") + ":tiny"
@@ -24,39 +28,56 @@ FLAGS = flags.FLAGS
 
 def define_flags() -> None:
     config_flags.DEFINE_config_file("config", DEFAULT_CONFIG, "Config file, optionally with ':variant,...'.")
-    flags.DEFINE_string("workdir", "runs/demo", "Folder for checkpoints, TensorBoard logs and data made here.")
+    flags.DEFINE_string("workdir", "runs/demo", "Folder or gs:// path for checkpoints and TensorBoard logs.")
+    distributed.define_flags()
 
 
-def prepare_data(config: ConfigDict, workdir: Path) -> Path:
-    """The converted data folder: config.data.path, or the demo corpus converted under workdir."""
+def prepare_data(config: ConfigDict, workdir: str) -> Path:
+    """The converted data folder: config.data.path, or the demo corpus converted under workdir.
+
+    With several processes, process 0 writes the demo data first; the others use
+    it when the workdir is shared and write their own copy when it is not.
+    """
     if config.data.path:
         data_dir = Path(config.data.path)
         check_data_matches(config, input_pipeline.load_metadata(data_dir))
         return data_dir
+    if "://" in workdir:
+        raise ValueError(f"--workdir {workdir}: the demo corpus needs a local workdir; set --config.data.path")
+    data_dir = Path(workdir) / "data" / config.data.representation
+    if distributed.is_leader():
+        _write_demo_data(config, Path(workdir), data_dir)
+    multihost_utils.sync_global_devices("demo data written")
+    if not distributed.is_leader() and not (data_dir / convert.METADATA_FILE).is_file():
+        _write_demo_data(config, Path(workdir), data_dir)
+    return data_dir
+
+
+def _write_demo_data(config: ConfigDict, workdir: Path, data_dir: Path) -> None:
     midi_dir = workdir / "demo_midi"
     logging.info("No config.data.path: writing the built-in DEMO corpus to %s", midi_dir)
     demo_corpus.write_demo_corpus(midi_dir, num_songs=config.data.demo_songs, seed=config.seed)
-    data_dir = workdir / "data" / config.data.representation
     metadata = convert.convert([str(midi_dir)], data_dir, config.data.representation)
     print(convert.format_summary(metadata, data_dir))
-    return data_dir
 
 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
     config = FLAGS.config
-    workdir = Path(FLAGS.workdir)
+    workdir = FLAGS.workdir
     try:
         validate_config(config)
+        distributed.initialize_from_flags()
         data_dir = prepare_data(config, workdir)
         metrics = train_and_evaluate(config, workdir, data_dir)
     except (ValueError, FileNotFoundError, FloatingPointError) as e:
         cli.fail(str(e))
-    print(
-        f"done: checkpoints in {workdir / 'checkpoints'}, TensorBoard logs in {workdir / 'tensorboard'} "
-        f"(final train loss {metrics.get('loss', float('nan')):.3f})"
-    )
+    if distributed.is_leader():
+        print(
+            f"done: checkpoints in {workdir}/checkpoints, TensorBoard logs in {workdir}/tensorboard "
+            f"(final train loss {metrics.get('loss', float('nan')):.3f})"
+        )
 
 
 if __name__ == "__main__":

@@ -16,7 +16,9 @@ DATA_AXIS = "data"
 
 
 def make_mesh(devices: list | None = None) -> Mesh:
+    """Devices in process order, so process p's rows of a global batch are the p-th block of it."""
     devices = jax.devices() if devices is None else devices
+    devices = sorted(devices, key=lambda d: (d.process_index, d.id))
     return Mesh(np.asarray(devices), (DATA_AXIS,))
 
 

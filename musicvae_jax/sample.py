@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from ml_collections import ConfigDict
+from tqdm import tqdm
 
 from musicvae_jax import checkpoints, input_pipeline, train
 from musicvae_jax.midi_io import MidiReadError, read_midi, write_midi
@@ -32,6 +33,18 @@ from musicvae_jax.render import write_page
 from musicvae_jax.representations import get_representation
 
 MODES = ("sample", "reconstruct", "interpolate", "encode")
+CHUNK = 64  # sequences per compiled call; longer jobs run chunk after chunk with a progress bar
+
+
+def _chunks(count: int, what: str):
+    """Slices of at most CHUNK rows; a progress bar when there is more than one."""
+    slices = [slice(i, min(i + CHUNK, count)) for i in range(0, count, CHUNK)]
+    return tqdm(slices, desc=what, unit="chunk", disable=len(slices) < 2)
+
+
+def _pad_rows(tree, rows: int):
+    """Pads every array's leading axis to `rows`, so every chunk reuses one compiled program."""
+    return jax.tree.map(lambda x: np.concatenate([x, np.zeros((rows - len(x), *x.shape[1:]), x.dtype)]), tree)
 
 
 class Generator:
@@ -66,7 +79,7 @@ class Generator:
             spec, tspec = train.model_spec(config), train.TrainSpec.from_config(config)
             like = train.create_state(spec, tspec, jax.random.key(0))
             try:
-                state, _, _ = checkpoints.restore(manager, step, like)
+                state, _ = checkpoints.restore(manager, step, like)
             except (ValueError, KeyError) as e:
                 raise ValueError(
                     f"checkpoint {step} in {manager.directory} does not fit its config's model: {e}"
@@ -76,14 +89,28 @@ class Generator:
         return cls(config, state.params)
 
     def encode(self, examples: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+        """(mu, sigma) [N, z_size] of the examples, CHUNK at a time."""
         fields = {k: v.as_dict() for k, v in self.representation.fields.items()}
-        batch = input_pipeline.stack_examples([input_pipeline.model_arrays(e, fields) for e in examples], len(examples))
-        mu, sigma = self._encode(self.params, batch)
-        return np.asarray(mu), np.asarray(sigma)
+        arrays = [input_pipeline.model_arrays(e, fields) for e in examples]
+        rows = min(len(arrays), CHUNK)
+        mus, sigmas = [], []
+        for part in _chunks(len(arrays), "encoding"):
+            batch = input_pipeline.stack_examples(arrays[part], rows)
+            mu, sigma = self._encode(self.params, batch)
+            n = part.stop - part.start
+            mus.append(np.asarray(mu)[:n])
+            sigmas.append(np.asarray(sigma)[:n])
+        return np.concatenate(mus), np.concatenate(sigmas)
 
     def decode(self, z: np.ndarray, seed: int, temperature: float) -> list[dict]:
-        """z [N, z_size] -> one example (representation fields) per row."""
-        values = jax.device_get(self._decode(self.params, jnp.asarray(z), jax.random.key(seed), temperature))
+        """z [N, z_size] -> one example (representation fields) per row, CHUNK rows at a time."""
+        rows = min(len(z), CHUNK)
+        pieces = []
+        for i, part in enumerate(_chunks(len(z), "decoding")):
+            rng = jax.random.key(seed) if i == 0 else jax.random.fold_in(jax.random.key(seed), i)
+            out = self._decode(self.params, jnp.asarray(_pad_rows(z[part], rows)), rng, temperature)
+            pieces.append(jax.tree.map(lambda x, n=part.stop - part.start: np.asarray(x)[:n], jax.device_get(out)))
+        values = jax.tree.map(lambda *xs: np.concatenate(xs), *pieces)
         examples = []
         for i in range(z.shape[0]):
             example = {}

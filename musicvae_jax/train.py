@@ -24,10 +24,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from absl import logging
+from etils import epath
 from flax.training import train_state
+from jax.experimental import multihost_utils
 from ml_collections import ConfigDict
 
-from musicvae_jax import checkpoints, input_pipeline, objectives, parallel
+from musicvae_jax import checkpoints, distributed, input_pipeline, objectives, parallel
 from musicvae_jax.models.vae import ModelSpec, MusicVAE
 from musicvae_jax.representations import get_representation
 
@@ -232,18 +234,28 @@ def eval_step(params: Any, batch: dict, rng: jax.Array, step: jax.Array, *, mode
 
 
 class _Preemption:
-    """Remembers a SIGTERM so the loop can checkpoint before it exits."""
+    """Notices a SIGTERM so the loop can checkpoint before it exits.
+
+    One process: our own handler. Several: JAX's distributed runtime catches
+    SIGTERM and `reached_preemption_sync_point` turns it into the same step on
+    every process, so all of them save that step's checkpoint together.
+    """
 
     def __init__(self):
-        self.requested = False
-        if threading.current_thread() is threading.main_thread():
+        self._requested = False
+        self._previous = None
+        self._multi_process = jax.process_count() > 1
+        if not self._multi_process and threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGTERM, self._handle)
-        else:
-            self._previous = None
 
     def _handle(self, signum, frame):
         logging.warning("SIGTERM: saving a checkpoint, then stopping")
-        self.requested = True
+        self._requested = True
+
+    def reached(self, step: int) -> bool:
+        if self._multi_process:
+            return multihost_utils.reached_preemption_sync_point(step)
+        return self._requested
 
     def restore(self):
         if self._previous is not None:
@@ -253,7 +265,7 @@ class _Preemption:
 class MetricWriter:
     """TensorBoard event files (tensorboardX) and console lines, on process 0 only."""
 
-    def __init__(self, workdir: Path, enabled: bool):
+    def __init__(self, workdir: epath.Path, enabled: bool):
         self.enabled = enabled
         self._writer = None
         if enabled:
@@ -304,8 +316,11 @@ def evaluate(p_eval, state, config: ConfigDict, data_dir: Path, mesh, rng: jax.A
 
 
 def train_and_evaluate(config: ConfigDict, workdir: str | Path, data_dir: str | Path) -> dict[str, float]:
-    """Trains (or resumes) to config.train.num_steps; returns the last train metrics."""
-    workdir, data_dir = Path(workdir), Path(data_dir)
+    """Trains (or resumes) to config.train.num_steps; returns the last train metrics.
+
+    `workdir` may be a bucket path (gs://...); `data_dir` is a local folder.
+    """
+    workdir, data_dir = epath.Path(workdir), Path(data_dir)
     validate_config(config)
     check_data_matches(config, input_pipeline.load_metadata(data_dir))
     mesh = parallel.make_mesh()
@@ -343,12 +358,11 @@ def train_and_evaluate(config: ConfigDict, workdir: str | Path, data_dir: str | 
     manager = checkpoints.make_manager(workdir, config.train.max_to_keep)
     start = manager.latest_step()
     if start is not None:
-        state, data_state, _ = checkpoints.restore(manager, start, state)
-        train_iter.set_state(data_state)
+        state, _ = checkpoints.restore(manager, start, state, train_iter)
         logging.info("Resumed from the checkpoint at step %d", start)
     start = int(start or 0)
 
-    writer = MetricWriter(workdir, jax.process_index() == 0)
+    writer = MetricWriter(workdir, distributed.is_leader())
     n_params = sum(x.size for x in jax.tree.leaves(state.params))
     writer.line(
         f"model: {spec.representation}, {'hierarchical' if spec.hierarchical else 'flat'}, "
@@ -391,9 +405,10 @@ def train_and_evaluate(config: ConfigDict, workdir: str | Path, data_dir: str | 
                     f"eval at step {step}: loss {eval_metrics['loss']:.3f} "
                     f"r_loss {eval_metrics['r_loss']:.3f} {_accuracy_text(eval_metrics)}"
                 )
-            if step % config.train.checkpoint_every == 0 or step == config.train.num_steps or preemption.requested:
-                checkpoints.save(manager, step, state, train_iter.get_state(), config)
-            if preemption.requested:
+            preempted = preemption.reached(step)
+            if step % config.train.checkpoint_every == 0 or step == config.train.num_steps or preempted:
+                checkpoints.save(manager, step, state, train_iter, config)
+            if preempted:
                 writer.line(f"stopped by SIGTERM at step {step}; checkpoint saved")
                 break
     finally:

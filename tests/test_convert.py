@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 from array_record.python.array_record_module import ArrayRecordReader
+from etils import epath
 from helpers import GROOVE_DIR, REPO, note, requires_groove, write_track_midi
 
-from musicvae_jax import records
+from musicvae_jax import records, remote
 from musicvae_jax.convert import OutputConflictError, convert
 from musicvae_jax.demo_corpus import write_demo_corpus
 
@@ -149,3 +150,58 @@ def test_whole_groove_midi_dataset_converts(tmp_path, name, low, high):
     # 13.6 hours of drumming is about 25,000 bars; groove draws at most 20 windows a file.
     assert low < total < high
     assert (tmp_path / "errors.jsonl").read_text() == ""
+
+
+def test_bucket_paths_go_through_local_staging(tmp_path, monkeypatch):
+    """gs:// inputs and outputs: mirrored down, converted locally, uploaded with metadata.json last.
+
+    No bucket is reachable here, so a local folder stands in for one: only the
+    check "is this path remote?" is redirected; the copies run through etils'
+    epath, the same calls that reach Cloud Storage.
+    """
+    bucket = tmp_path / "bucket"
+    midi = bucket / "corpus"
+    write_demo_corpus(midi, num_songs=4)
+    (midi / "notes.txt").write_text("not MIDI, not fetched")
+    monkeypatch.setattr(remote, "is_remote", lambda path: str(path).startswith(str(bucket)))
+    staging = tmp_path / "staging"
+    uploads = []
+    real_upload = remote.upload_folder
+    monkeypatch.setattr(remote, "upload_folder", lambda *a, **k: uploads.append(a) or real_upload(*a, **k))
+
+    metadata = convert([str(midi)], bucket / "shards", "melody_2bar", workers=1, staging=staging)
+
+    direct = convert([str(midi)], tmp_path / "direct", "melody_2bar", workers=1)
+    assert metadata["splits"] == direct["splits"] and metadata["source"] == [str(midi)]
+    uploaded = sorted(str(p.relative_to(bucket / "shards")) for p in (bucket / "shards").rglob("*") if p.is_file())
+    local = sorted(str(p.relative_to(tmp_path / "direct")) for p in (tmp_path / "direct").rglob("*") if p.is_file())
+    assert uploaded == [p for p in local if not p.startswith(".parts")]
+    assert json.loads((bucket / "shards" / "metadata.json").read_text())["splits"] == direct["splits"]
+    fetched = next(staging.glob("input-*"))
+    assert sorted(p.name for p in fetched.rglob("*.mid")) == sorted(p.name for p in midi.rglob("*.mid"))
+    assert not list(fetched.rglob("*.txt"))
+    assert len(uploads) == 1
+
+    before = {p: p.stat().st_mtime_ns for p in fetched.rglob("*.mid")}
+    convert([str(midi)], bucket / "shards", "melody_2bar", workers=1, staging=staging)  # resumes, fetches nothing
+    assert before == {p: p.stat().st_mtime_ns for p in fetched.rglob("*.mid")}
+
+
+def test_upload_sends_metadata_last(tmp_path):
+    local = tmp_path / "local"
+    for name in ("metadata.json", "a.array_record", "z.array_record", ".parts/0.done"):
+        (local / name).parent.mkdir(parents=True, exist_ok=True)
+        (local / name).write_text(name)
+    order = []
+    path_class = type(epath.Path(local))
+    original = path_class.copy
+
+    def recording_copy(self, dst, overwrite=False):
+        order.append(Path(str(dst)).name)
+        return original(self, dst, overwrite=overwrite)
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(path_class, "copy", recording_copy)
+        remote.upload_folder(local, tmp_path / "remote", last="metadata.json")
+    assert order == ["a.array_record", "z.array_record", "metadata.json"]
+    assert (tmp_path / "remote" / "metadata.json").read_text() == "metadata.json"

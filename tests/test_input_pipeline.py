@@ -86,6 +86,33 @@ def test_processes_read_disjoint_shares_that_cover_the_split(data):
     assert sorted(first + second) == sorted(whole)
 
 
+@pytest.mark.parametrize("train", [True, False])
+def test_process_shares_stack_into_the_single_process_global_batch(data, train):
+    """Global batches do not depend on the process count, and every process yields as many batches."""
+
+    def batches(process_index, process_count):
+        iterator = make_iterator(
+            data["melody_2bar"],
+            "train" if train else "eval",
+            global_batch_size=12,
+            train=train,
+            seed=5,
+            process_index=process_index,
+            process_count=process_count,
+        )
+        return take(iterator, 30) if train else list(iterator)
+
+    whole = batches(0, 1)
+    shares = [batches(p, 3) for p in range(3)]
+    assert all(len(share) == len(whole) for share in shares)
+    for b, global_batch in enumerate(whole):
+        for key in ("tokens", "weights"):
+            stacked = np.concatenate([share[b][key] for share in shares])
+            np.testing.assert_array_equal(stacked, global_batch[key])
+    if not train:
+        assert whole[-1]["weights"].sum() < 12  # the split does not fill its last batch: padding was exercised
+
+
 def test_eval_pass_pads_the_last_batch(data):
     batches = list(make_iterator(data["groove_2bar"], "eval", global_batch_size=64, train=False))
     assert all(b["hits"].shape[0] == 64 for b in batches)

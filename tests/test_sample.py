@@ -14,7 +14,7 @@ from musicvae_jax.demo_corpus import write_demo_corpus
 from musicvae_jax.midi_io import read_midi
 from musicvae_jax.representations.drums import GM_PITCH_TO_CLASS, drum_hits, drum_tokens
 from musicvae_jax.representations.melody import melody_tokens, monophonic, tokens_to_notes
-from musicvae_jax.sample import Generator, run, slerp
+from musicvae_jax.sample import Generator, run, slerp, windows_of
 
 
 def trained_workdir(root, module, variant, representation, steps=6):
@@ -88,6 +88,27 @@ def test_encode_writes_latents_per_window(drums_run, tmp_path):
     mu, sigma = np.load(tmp_path / "mu.npy"), np.load(tmp_path / "sigma.npy")
     starts = np.load(tmp_path / "window_start.npy")
     assert mu.shape == sigma.shape == (len(starts), generator.spec.z_size) and (sigma > 0).all()
+
+
+def test_long_jobs_run_in_chunks_with_the_same_results(drums_run, capsys):
+    """More windows than one compiled call takes: chunked encode equals encoding one window at a time."""
+    from musicvae_jax import sample
+
+    midi = sorted((drums_run.parent / "midi").glob("*.mid"))[0]
+    generator = Generator.restore(drums_run)
+    windows = windows_of(generator, midi)
+    many = (windows * (sample.CHUNK // len(windows) + 2))[: sample.CHUNK + 5]
+    mu, sigma = generator.encode(many)
+    assert mu.shape == (sample.CHUNK + 5, generator.spec.z_size)
+    for i in (0, sample.CHUNK - 1, sample.CHUNK, sample.CHUNK + 4):
+        one_mu, one_sigma = generator.encode([many[i]])
+        np.testing.assert_allclose(mu[i], one_mu[0], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(sigma[i], one_sigma[0], rtol=1e-5, atol=1e-6)
+    decoded = generator.decode(mu, seed=0, temperature=0.0)
+    assert len(decoded) == len(many)
+    for i in (0, sample.CHUNK + 4):  # argmax decoding does not depend on the chunk a row lands in
+        np.testing.assert_array_equal(decoded[i]["tokens"], generator.decode(mu[i : i + 1], 0, 0.0)[0]["tokens"])
+    assert "encoding" in capsys.readouterr().err  # a progress bar for the long job
 
 
 def test_slerp_keeps_the_ends_and_the_norm_of_equal_vectors():

@@ -1,12 +1,14 @@
 """Training: every family overfits real examples, steps skip, runs resume exactly, stop cleanly."""
 
 import functools
+import json
 import os
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -92,8 +94,9 @@ def final_params(workdir, step, config):
     spec, tspec = train.model_spec(config), train.TrainSpec.from_config(config)
     like = train.create_state(spec, tspec, jax.random.key(0))
     manager = checkpoints.make_manager(workdir, 3, async_save=False)
-    state, data_state, _ = checkpoints.restore(manager, step, like)
+    state, _ = checkpoints.restore(manager, step, like)
     manager.close()
+    data_state = json.loads((Path(workdir) / "checkpoints" / str(step) / "data" / "process_0-of-1.json").read_text())
     return state.params, data_state
 
 
