@@ -200,3 +200,35 @@ def test_resuming_with_another_process_count_is_refused(shards, tmp_path):
                 p.send_signal(signal.SIGKILL)
     assert processes[0].returncode != 0
     assert "none for this run's process_0-of-2.json" in outputs[0]
+
+
+def test_sigterm_on_one_process_saves_the_same_step_on_all(shards, tmp_path):
+    """Preemption notice on one worker: JAX agrees on a step, every process saves it and exits cleanly."""
+    port = free_port()
+    commands = [
+        main_command(tmp_path, shards, 100_000)
+        + [f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2", f"--process_id={i}"]
+        for i in range(2)
+    ]
+    env = environment(2)
+    processes = [
+        subprocess.Popen(c, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for c in commands
+    ]
+    try:
+        lines = []
+        for line in processes[0].stdout:
+            lines.append(line)
+            if line.startswith("step 3/"):
+                break
+        processes[1].send_signal(signal.SIGTERM)
+        outputs = ["".join(lines) + processes[0].communicate(timeout=240)[0], processes[1].communicate(timeout=240)[0]]
+    finally:
+        for p in processes:
+            if p.poll() is None:
+                p.send_signal(signal.SIGKILL)
+    assert [p.returncode for p in processes] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    stopped = re.search(r"^stopped by SIGTERM at step (\d+); checkpoint saved", outputs[0], re.MULTILINE)
+    assert stopped, outputs[0][-3000:]
+    data = tmp_path / "checkpoints" / stopped[1] / "data"
+    assert sorted(f.name for f in data.glob("*.json")) == ["process_0-of-2.json", "process_1-of-2.json"]
