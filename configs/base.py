@@ -12,6 +12,8 @@ def get_base_config() -> ConfigDict:
     config = ConfigDict()
     config.seed = 0
     config.batch_size = 512  # global, over all processes and devices
+    # A folder for JAX's persistent compilation cache: a restarted run skips recompiling. Unset: no cache.
+    config.compilation_cache_dir = config_dict.placeholder(str)
 
     config.data = ConfigDict()
     # Converted shards (output of musicvae_jax.convert); unset = the built-in demo corpus.

@@ -2,10 +2,12 @@
 
 `train_step(state, batch, rng)` and `eval_step(params, batch, rng)` are pure
 and jitted over the device mesh (batch sharded, state replicated and donated).
-The loop does the I/O: it waits for each step's metrics before dispatching
-the next (XLA's CPU all-reduce can deadlock otherwise, and a NaN is caught at
-once), logs, evaluates, checkpoints, and saves on SIGTERM. A run restarted in
-the same workdir resumes from its latest checkpoint, data position included.
+The loop does the I/O: it loads the next batch onto the devices while a step
+runs, reads metrics back only on steps that log, evaluate or checkpoint (and
+on every step on a multi-device CPU, where XLA's all-reduce can deadlock
+otherwise), logs, evaluates, checkpoints, and saves on SIGTERM. A run
+restarted in the same workdir resumes from its latest checkpoint, data
+position included.
 """
 
 from __future__ import annotations
@@ -323,6 +325,9 @@ def train_and_evaluate(config: ConfigDict, workdir: str | Path, data_dir: str | 
     workdir, data_dir = epath.Path(workdir), Path(data_dir)
     validate_config(config)
     check_data_matches(config, input_pipeline.load_metadata(data_dir))
+    if config.compilation_cache_dir:
+        jax.config.update("jax_compilation_cache_dir", str(config.compilation_cache_dir))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     mesh = parallel.make_mesh()
     parallel.check_batch_size(config.batch_size, mesh)
     spec = model_spec(config)
@@ -372,20 +377,29 @@ def train_and_evaluate(config: ConfigDict, workdir: str | Path, data_dir: str | 
     last_metrics: dict[str, float] = {}
     window_start, window_steps = time.perf_counter(), 0
     step = start
+    # XLA's CPU all-reduce can deadlock when multi-device steps are queued without waiting (SPEC section 8).
+    wait_every_step = jax.default_backend() == "cpu" and mesh.devices.size > 1
+    batch = parallel.global_batch(next(train_iter), mesh) if step < config.train.num_steps else None
     try:
         while step < config.train.num_steps:
-            batch = parallel.global_batch(next(train_iter), mesh)
             state, metrics = p_train(state, batch, train_rng)
-            metrics = jax.device_get(metrics)  # waits for this step before the next is dispatched
             step += 1
             window_steps += 1
-            last_metrics = {k: float(v) for k, v in metrics.items()}
+            logging_now = step % config.train.log_every == 0 or step == config.train.num_steps
+            evaluating_now = step % config.train.eval_every == 0 or step == config.train.num_steps
+            preempted = preemption.reached(step)
+            saving_now = step % config.train.checkpoint_every == 0 or step == config.train.num_steps or preempted
+            if step < config.train.num_steps and not saving_now:
+                batch = parallel.global_batch(next(train_iter), mesh)  # loads while the step runs
+            if not (wait_every_step or logging_now or evaluating_now or saving_now):
+                continue  # metrics stay on the device; a NaN step is skipped by train_step itself
+            last_metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
             if not math.isfinite(last_metrics["loss"]):
                 raise FloatingPointError(
                     f"loss is {last_metrics['loss']} at step {step}; stopping. The last good checkpoint "
                     f"(step {manager.latest_step()}) is kept in {workdir / 'checkpoints'}"
                 )
-            if step % config.train.log_every == 0 or step == config.train.num_steps:
+            if logging_now:
                 seconds = time.perf_counter() - window_start
                 steps_per_second = window_steps / max(seconds, 1e-9)
                 last_metrics["steps_per_second"] = steps_per_second
@@ -398,16 +412,17 @@ def train_and_evaluate(config: ConfigDict, workdir: str | Path, data_dir: str | 
                     f"{_accuracy_text(last_metrics)} {steps_per_second:.2f} steps/s ETA {eta / 60:.1f} min"
                 )
                 window_start, window_steps = time.perf_counter(), 0
-            if step % config.train.eval_every == 0 or step == config.train.num_steps:
+            if evaluating_now:
                 eval_metrics = evaluate(p_eval, state, config, data_dir, mesh, eval_rng)
                 writer.scalars(step, "eval", eval_metrics)
                 writer.line(
                     f"eval at step {step}: loss {eval_metrics['loss']:.3f} "
                     f"r_loss {eval_metrics['r_loss']:.3f} {_accuracy_text(eval_metrics)}"
                 )
-            preempted = preemption.reached(step)
-            if step % config.train.checkpoint_every == 0 or step == config.train.num_steps or preempted:
-                checkpoints.save(manager, step, state, train_iter, config)
+            if saving_now:
+                checkpoints.save(manager, step, state, train_iter, config)  # the data position after `step` batches
+                if step < config.train.num_steps and not preempted:
+                    batch = parallel.global_batch(next(train_iter), mesh)
             if preempted:
                 writer.line(f"stopped by SIGTERM at step {step}; checkpoint saved")
                 break

@@ -22,8 +22,13 @@ SHORT = [
 
 
 def test_default_run_trains_on_the_demo_corpus_and_resumes(tmp_path):
-    result = run_main(f"--workdir={tmp_path}", *SHORT, "--config.train.num_steps=4", cwd=tmp_path)
+    cache = tmp_path / "xla_cache"
+    result = run_main(
+        f"--workdir={tmp_path}", *SHORT, "--config.train.num_steps=4", f"--config.compilation_cache_dir={cache}",
+        cwd=tmp_path,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
+    assert any(cache.iterdir())  # compiled programs kept for the next start
     assert "8 files seen, 8 parsed" in result.stdout
     assert "model: trio_16bar, hierarchical" in result.stdout and "steps 0 -> 4" in result.stdout
     assert "step 4/4 loss" in result.stdout and "acc/melody" in result.stdout and "eval at step 4" in result.stdout
@@ -50,6 +55,9 @@ def test_default_run_trains_on_the_demo_corpus_and_resumes(tmp_path):
         (["--config.model.decoder_sizes=()"], "config.model.decoder_sizes must be a non-empty tuple"),
         (["--config.train.sampling_schedule=inverse_sigmoid"], "scheduled sampling is supported by flat decoders only"),
         (["--config=configs/mel_2bar.py", "--config.train.sampling_schedule=linear"], "config.train.sampling_schedule"),
+        (["--num_processes=2"], "--num_processes=2 needs --coordinator_address"),
+        (["--distributed=sometimes"], "--distributed"),
+        (["--coordinator_address=127.0.0.1:1234", "--num_processes=2"], "needs --process_id"),
     ],
 )
 def test_bad_config_fails_at_start_in_one_line(tmp_path, args, message):

@@ -1,0 +1,255 @@
+"""The benchmark suite: every figure side by side in one run, written as JSON and a Markdown table.
+
+    python bench/suite.py                                   # everything, CPU-sized batches
+    python bench/suite.py --only mel_2bar_small,trio_16bar_hier --steps 20 --out bench/results
+
+For each config, at its reference sizes with a batch that fits the machine
+(--batch, --batch_16bar) and as its `tiny` variant: compile time, median
+train-step time over --steps steps after a warm-up (each blocked on),
+examples/s, model FLOPs per step (bench/flops.py), achieved FLOP/s and its
+fraction of a large jitted matmul measured at the start of the run (float32;
+bfloat16 on GPU). Beside it, the same model in PyTorch (`torch.nn.LSTM`,
+bench/torch_musicvae.py), same batch and sequence length, timed the same
+way, and the ratio of examples/s (ours / theirs). Both train with teacher
+forcing (scheduled sampling off), so the comparison is the same work.
+Then the Grain loader's batches/s with 0 and 2 worker processes against
+what the step consumes, and the time to sample 32 sequences per family.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_input import batches_per_second  # noqa: E402
+from bench_train import CONFIGS, random_batch, time_config  # noqa: E402
+from common import GROOVE_DIR, machine  # noqa: E402
+
+from musicvae_jax import train  # noqa: E402
+from musicvae_jax.convert import convert  # noqa: E402
+from musicvae_jax.demo_corpus import write_demo_corpus  # noqa: E402
+from musicvae_jax.models.vae import MusicVAE  # noqa: E402
+
+SIXTEEN_BAR = ("mel_16bar_hier", "mel_16bar_flat", "trio_16bar_hier", "trio_16bar_flat")
+
+
+def jax_matmul_flops(size: int = 2048, repeats: int = 10) -> tuple[float, str]:
+    dtype = jnp.bfloat16 if jax.default_backend() == "gpu" else jnp.float32
+    size = 8192 if jax.default_backend() != "cpu" else size
+    a = jax.random.normal(jax.random.key(0), (size, size), dtype)
+    f = jax.jit(lambda x: x @ x)
+    f(a).block_until_ready()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        f(a).block_until_ready()
+        times.append(time.perf_counter() - start)
+    return 2 * size**3 / statistics.median(times), f"{jnp.dtype(dtype).name} {size}x{size}"
+
+
+def torch_matmul_flops(size: int = 2048, repeats: int = 10) -> float:
+    import torch
+
+    a = torch.randn(size, size)
+    a @ a
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ a
+        times.append(time.perf_counter() - start)
+    return 2 * size**3 / statistics.median(times)
+
+
+def config_for(name: str, size: str, batch: int, batch_16bar: int):
+    module, variant = CONFIGS[name]
+    config = module.get_config(",".join(v for v in (variant, "tiny" if size == "tiny" else "") if v))
+    if size == "real":
+        config.batch_size = batch_16bar if name in SIXTEEN_BAR else batch
+    config.train.sampling_schedule = "constant"
+    config.train.sampling_rate = 0.0
+    return config
+
+
+def time_torch(config, steps: int) -> dict | None:
+    """The PyTorch step's timing, or None for models the baseline does not cover (GrooVAE)."""
+    import torch
+    from torch_musicvae import TorchMusicVAE, make_step
+
+    spec = train.model_spec(config)
+    if any(p.kind == "groove" for p in spec.parts):
+        return None
+    torch.manual_seed(0)
+    model = TorchMusicVAE(spec)
+    batch = random_batch(spec.representation, config.batch_size)
+    one_hots = [
+        torch.nn.functional.one_hot(torch.from_numpy(batch[p.name]).long(), p.depth).float() for p in spec.parts
+    ]
+    step = make_step(model, config.train.learning_rate, config.train.clip_norm, config.train.free_bits, 0.2)
+    step(one_hots)  # warm-up
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        step(one_hots)
+        times.append(time.perf_counter() - start)
+    seconds = statistics.median(times)
+    return {"step_s": seconds, "examples_per_s": config.batch_size / seconds}
+
+
+def sample_seconds(config, num: int = 32, repeats: int = 3) -> float:
+    spec, tspec = train.model_spec(config), train.TrainSpec.from_config(config)
+    params = train.create_state(spec, tspec, jax.random.key(0)).params
+    model = MusicVAE(spec)
+    decode = jax.jit(lambda p, z, r: model.apply({"params": p}, z, r, 1.0, method=MusicVAE.decode))
+    z = jax.random.normal(jax.random.key(1), (num, spec.z_size))
+    jax.block_until_ready(decode(params, z, jax.random.key(2)))
+    best = float("inf")
+    for i in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(decode(params, z, jax.random.key(3 + i)))
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def input_rates(representations: dict[str, float], batch: int, batches: int) -> list[dict]:
+    """Grain batches/s per representation (0 and 2 workers) against the fastest step that reads it."""
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        write_demo_corpus(tmp / "demo_midi", num_songs=64)
+        for name, consumption in sorted(representations.items()):
+            groove = GROOVE_DIR.is_dir() and (name.startswith("drums") or name.startswith("groove"))
+            convert([str(GROOVE_DIR if groove else tmp / "demo_midi")], tmp / name, name)
+            for workers in (0, 2):
+                rate = batches_per_second(tmp / name, batch, batches, workers) * batch
+                rows.append(
+                    {
+                        "representation": name,
+                        "corpus": "groove" if groove else "demo",
+                        "workers": workers,
+                        "examples_per_s": rate,
+                        "step_consumes_examples_per_s": consumption,
+                        "ratio": rate / consumption,
+                    }
+                )
+                print(f"input {name} workers={workers}: {rate:,.0f} examples/s, {rate / consumption:.0f}x the step")
+    return rows
+
+
+def markdown(results: dict) -> str:
+    lines = [
+        f"Machine: {results['machine']}, backend {results['backend']}, jax {results['jax']}, "
+        f"torch {results.get('torch', '-')}, {results['date']}.",
+        f"In-process matmul ({results['matmul']}): JAX {results['jax_matmul_gflops']:.0f} GFLOP/s"
+        + (f", PyTorch {results['torch_matmul_gflops']:.0f} GFLOP/s." if "torch_matmul_gflops" in results else "."),
+        "",
+        "| config | size | batch | compile s | step s | examples/s | GFLOP/step | GFLOP/s | of matmul "
+        "| torch step s | torch examples/s | ours / torch |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results["train"]:
+        t = r.get("torch")
+        torch_cells = "- | - | -"
+        if t:
+            ratio = r["examples_per_s"] / t["examples_per_s"]
+            torch_cells = f"{t['step_s']:.3f} | {t['examples_per_s']:.1f} | {ratio:.2f}x"
+        lines.append(
+            f"| {r['config']} | {r['size']} | {r['batch']} | {r['compile_s']:.1f} | {r['step_s']:.3f} | "
+            f"{r['examples_per_s']:.1f} | {r['flops'] / 1e9:.1f} | {r['flops_per_s'] / 1e9:.1f} | "
+            f"{r['of_matmul']:.0%} | {torch_cells} |"
+        )
+    if results["input"]:
+        lines += ["", "| representation | corpus | workers | examples/s | step consumes | loader / step |"]
+        lines.append("|---|---|---|---|---|---|")
+        for r in results["input"]:
+            lines.append(
+                f"| {r['representation']} | {r['corpus']} | {r['workers']} | {r['examples_per_s']:,.0f} | "
+                f"{r['step_consumes_examples_per_s']:,.0f} | {r['ratio']:.0f}x |"
+            )
+    if results["sample"]:
+        lines += ["", "| config | sample 32 s |", "|---|---|"]
+        lines += [f"| {r['config']} | {r['seconds']:.3f} |" for r in results["sample"]]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default="", help="comma-separated config names (default: all)")
+    parser.add_argument("--sizes", default="real,tiny")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--batch", type=int, default=32, help="batch of the 2-bar configs at reference size")
+    parser.add_argument("--batch_16bar", type=int, default=4, help="batch of the 16-bar configs at reference size")
+    parser.add_argument("--skip_torch", action="store_true")
+    parser.add_argument("--skip_input", action="store_true")
+    parser.add_argument("--skip_sample", action="store_true")
+    parser.add_argument("--out", default="bench/results")
+    args = parser.parse_args()
+    names = [n for n in args.only.split(",") if n] or list(CONFIGS)
+    unknown = set(names) - set(CONFIGS)
+    if unknown:
+        sys.exit(f"--only: unknown config(s) {sorted(unknown)}; known: {', '.join(CONFIGS)}")
+
+    peak, matmul = jax_matmul_flops()
+    results = {
+        "machine": machine(),
+        "backend": jax.default_backend(),
+        "jax": jax.__version__,
+        "date": time.strftime("%Y-%m-%d"),
+        "command": " ".join(["python", *sys.argv]),
+        "matmul": matmul,
+        "jax_matmul_gflops": peak / 1e9,
+        "train": [],
+        "input": [],
+        "sample": [],
+    }
+    if not args.skip_torch:
+        import torch
+
+        torch.set_num_threads(os.cpu_count() or 1)
+        results["torch"] = torch.__version__
+        results["torch_matmul_gflops"] = torch_matmul_flops() / 1e9
+    print(f"{results['machine']}; matmul {matmul}: {peak / 1e9:.0f} GFLOP/s")
+
+    consumption: dict[str, float] = {}
+    for name in names:
+        for size in args.sizes.split(","):
+            if size == "tiny" and CONFIGS[name][1] == "big":
+                continue
+            config = config_for(name, size, args.batch, args.batch_16bar)
+            row = {"config": name, "size": size, "batch": config.batch_size, **time_config(config, args.steps)}
+            row["of_matmul"] = row["flops_per_s"] / peak
+            if not args.skip_torch:
+                row["torch"] = time_torch(config, args.steps)
+            results["train"].append(row)
+            rep = config.data.representation
+            consumption[rep] = max(consumption.get(rep, 0.0), row["examples_per_s"])
+            ratio = f", torch {row['torch']['step_s']:.3f} s" if row.get("torch") else ""
+            print(f"train {name}:{size} batch {config.batch_size}: {row['step_s']:.3f} s/step{ratio}", flush=True)
+    if not args.skip_input:
+        results["input"] = input_rates(consumption, 512, 100)
+    if not args.skip_sample:
+        for name in names:
+            config = config_for(name, "real", args.batch, args.batch_16bar)
+            results["sample"].append({"config": name, "seconds": sample_seconds(config)})
+            print(f"sample 32 {name}: {results['sample'][-1]['seconds']:.3f} s", flush=True)
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"suite-{results['backend']}-{results['date']}"
+    (out / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / f"{stem}.md").write_text(markdown(results))
+    print(markdown(results))
+    print(f"wrote {out / stem}.json and .md")
+
+
+if __name__ == "__main__":
+    main()
