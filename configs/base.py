@@ -32,6 +32,8 @@ def get_base_config() -> ConfigDict:
     config.model.z_size = 256
     config.model.hoist_input_projection = False  # see BENCHMARKS.md for which is faster where
     config.model.unroll = 1  # lax.scan unrolling
+    # "bfloat16": matmuls in bfloat16 with float32 results; params, loss and optimizer stay float32.
+    config.model.compute_dtype = "float32"
     config.model.dropout_keep = 1.0  # keep probability of decoder-input dropout
     config.model.humanize = False  # groove: encoder sees hits only
 

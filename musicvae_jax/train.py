@@ -75,6 +75,7 @@ def model_spec(config: ConfigDict) -> ModelSpec:
         unroll=m.unroll,
         dropout_keep=m.dropout_keep,
         humanize=m.humanize,
+        compute_dtype=m.get("compute_dtype", "float32"),  # checkpoints from before the option have none
     )
 
 
@@ -110,6 +111,8 @@ def validate_config(config: ConfigDict) -> None:
             "config.train.sampling_schedule: scheduled sampling is supported by flat decoders only; "
             "hierarchical models train with teacher forcing (sampling_schedule='constant', rate 0)"
         )
+    if m.get("compute_dtype", "float32") not in ("float32", "bfloat16"):
+        raise ValueError(f"config.model.compute_dtype must be 'float32' or 'bfloat16', got {m.compute_dtype!r}")
     if m.z_size < 1:
         raise ValueError(f"config.model.z_size must be >= 1, got {m.z_size}")
     if not 0.0 < m.dropout_keep <= 1.0:

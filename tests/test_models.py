@@ -144,3 +144,27 @@ def test_humanize_encoder_sees_hits_only():
     changed = dict(batch, velocities=batch["velocities"] * 0.5, offsets=batch["offsets"] * 0.0)
     mu2, _ = model.apply(params, changed, method=MusicVAE.encode)
     np.testing.assert_allclose(mu, mu2)
+
+
+@pytest.mark.parametrize("family", ["mel_2bar", "trio_hier"])
+def test_mixed_precision_matmuls_in_bfloat16_with_float32_params_and_outputs(family):
+    import dataclasses
+
+    spec, batch, model, params = initialised(family)
+    mixed = MusicVAE(dataclasses.replace(spec, compute_dtype="bfloat16"))
+    # Same parameter tree (float32 masters), so one checkpoint serves both.
+    assert jax.tree.structure(mixed.init(KEY, batch, KEY, train=False)) == jax.tree.structure(params)
+    apply = lambda m, p: m.apply(p, batch, KEY, train=False, use_mean=True)  # noqa: E731
+    full, half = apply(model, params), apply(mixed, params)
+    for name, raw in half["raw"].items():
+        assert raw.dtype == jnp.float32
+        np.testing.assert_allclose(raw, full["raw"][name], rtol=0.05, atol=0.05)
+    assert not np.allclose(half["raw"][spec.parts[0].name], full["raw"][spec.parts[0].name], rtol=1e-6, atol=1e-6)
+    jaxpr = str(jax.make_jaxpr(lambda p: apply(mixed, p))(params))
+    assert "preferred_element_type=float32" in jaxpr and "bf16" in jaxpr
+
+    def loss(p, m):
+        return jnp.sum(apply(m, p)["raw"][spec.parts[0].name] ** 2)
+
+    grads = jax.grad(loss)(params, mixed)
+    assert all(g.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))

@@ -22,7 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from musicvae_jax.models.lstm import LSTMStackWeights, run_stack, stack_step
+from musicvae_jax.models.lstm import LSTMStackWeights, dot, run_stack, stack_step
 from musicvae_jax.models.parts import Part
 
 
@@ -33,6 +33,7 @@ class CoreSpec:
     hoist_input_projection: bool = False
     unroll: int = 1
     dropout_keep: float = 1.0
+    compute_dtype: str = "float32"  # of the matmuls; parameters are float32 either way
 
     @property
     def input_depth(self) -> int:
@@ -48,18 +49,21 @@ class CoreWeights(nn.Module):
     def __call__(self, cond_size: int) -> dict:
         spec = self.spec
         dense_init = nn.initializers.lecun_normal()
+        dtype = jnp.dtype(spec.compute_dtype)
+        init_kernel = self.param("init_kernel", dense_init, (cond_size, 2 * sum(spec.sizes)))
+        head_kernel = self.param("head_kernel", dense_init, (spec.sizes[-1], spec.input_depth))
         return {
-            "lstm": LSTMStackWeights(spec.sizes, name="lstm")(spec.input_depth + cond_size),
-            "init_kernel": self.param("init_kernel", dense_init, (cond_size, 2 * sum(spec.sizes))),
+            "lstm": LSTMStackWeights(spec.sizes, dtype=dtype, name="lstm")(spec.input_depth + cond_size),
+            "init_kernel": init_kernel.astype(dtype),
             "init_bias": self.param("init_bias", nn.initializers.zeros, (2 * sum(spec.sizes),)),
-            "head_kernel": self.param("head_kernel", dense_init, (spec.sizes[-1], spec.input_depth)),
+            "head_kernel": head_kernel.astype(dtype),
             "head_bias": self.param("head_bias", nn.initializers.zeros, (spec.input_depth,)),
         }
 
 
 def initial_carries(spec: CoreSpec, weights: dict, cond: jax.Array) -> list:
     """tanh(dense(cond)) split into (c, h) for every layer."""
-    state = jnp.tanh(cond @ weights["init_kernel"] + weights["init_bias"])
+    state = jnp.tanh(dot(cond, weights["init_kernel"]) + weights["init_bias"])
     carries, offset = [], 0
     for size in spec.sizes:
         c, h = state[:, offset : offset + size], state[:, offset + size : offset + 2 * size]
@@ -98,7 +102,7 @@ def teacher_forced(
         dropout_keep=spec.dropout_keep if dropout_rng is not None else 1.0,
         dropout_rng=dropout_rng,
     )
-    return outputs @ weights["head_kernel"] + weights["head_bias"]
+    return dot(outputs, weights["head_kernel"]) + weights["head_bias"]
 
 
 def stepwise(
@@ -138,7 +142,7 @@ def stepwise(
                 for i, size in enumerate(layer_inputs)
             ]
         carries, h = stack_step(weights["lstm"], carries, jnp.concatenate([prev, cond], -1), keep_masks)
-        raw = h @ weights["head_kernel"] + weights["head_bias"]
+        raw = dot(h, weights["head_kernel"]) + weights["head_bias"]
         values, vectors = [], []
         for i, (part, part_raw) in enumerate(zip(spec.parts, split_parts(spec, raw), strict=True)):
             value = part.sample(part_raw, jax.random.fold_in(step_rng, i), temperature)

@@ -22,12 +22,14 @@ class BidirectionalEncoder(nn.Module):
     z_size: int
     hoist_input_projection: bool = False
     unroll: int = 1
+    compute_dtype: str = "float32"
 
     @nn.compact
     def __call__(self, inputs: jax.Array, lengths: jax.Array) -> tuple[jax.Array, jax.Array]:
         """inputs [batch, T, features], lengths [batch] -> mu, sigma [batch, z]."""
-        forward = LSTMStackWeights(self.sizes, bidirectional=True, name="forward")(inputs.shape[-1])
-        backward = LSTMStackWeights(self.sizes, bidirectional=True, name="backward")(inputs.shape[-1])
+        dtype = jnp.dtype(self.compute_dtype)
+        forward = LSTMStackWeights(self.sizes, True, dtype, name="forward")(inputs.shape[-1])
+        backward = LSTMStackWeights(self.sizes, True, dtype, name="backward")(inputs.shape[-1])
         run_both = jax.vmap(
             lambda w, x, carry: run_layer(w, x, carry, lengths, self.hoist_input_projection, self.unroll)
         )
@@ -39,6 +41,6 @@ class BidirectionalEncoder(nn.Module):
             outputs, (_, final_h) = run_both(weights, both, carries)
             x = jnp.concatenate([outputs[0], reverse_by_length(outputs[1], lengths)], axis=-1)
         h = jnp.concatenate([final_h[0], final_h[1]], axis=-1)
-        mu = nn.Dense(self.z_size, name="mu")(h)
-        sigma = jax.nn.softplus(nn.Dense(self.z_size, name="sigma")(h))
+        mu = nn.Dense(self.z_size, dtype=dtype, name="mu")(h).astype(jnp.float32)
+        sigma = jax.nn.softplus(nn.Dense(self.z_size, dtype=dtype, name="sigma")(h).astype(jnp.float32))
         return mu, sigma

@@ -12,11 +12,17 @@ Two ways to compute a layer over a known input sequence, picked by
   h @ W_h inside it.
 Gate order is (input, cell, forget, output); the forget gate's bias starts at
 1.0 as in the reference.
+
+Mixed precision: weight modules hand out their kernels cast to `dtype`
+(parameters stay float32), and `dot` multiplies in the kernel's dtype with
+float32 results, so biases, gates, cell states and everything after them
+stay float32.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -24,6 +30,11 @@ import jax.numpy as jnp
 
 LayerWeights = dict[str, jax.Array]  # w_x [in, 4H], w_h [H, 4H], b [4H]
 Carry = tuple[jax.Array, jax.Array]  # (c, h), each [batch, H]
+
+
+def dot(a: jax.Array, kernel: jax.Array) -> jax.Array:
+    """a @ kernel computed in the kernel's dtype (bfloat16 under mixed precision), returned as float32."""
+    return jnp.matmul(a.astype(kernel.dtype), kernel, preferred_element_type=jnp.float32)
 
 
 def _lstm_bias_init(key, shape, dtype=jnp.float32):
@@ -39,15 +50,18 @@ class LSTMStackWeights(nn.Module):
 
     sizes: Sequence[int]
     bidirectional: bool = False
+    dtype: Any = jnp.float32  # of the kernels handed out (matmul precision)
 
     @nn.compact
     def __call__(self, input_size: int) -> list[LayerWeights]:
         weights = []
         for i, hidden in enumerate(self.sizes):
+            w_x = self.param(f"w_x_{i}", nn.initializers.glorot_uniform(), (input_size, 4 * hidden))
+            w_h = self.param(f"w_h_{i}", nn.initializers.orthogonal(), (hidden, 4 * hidden))
             weights.append(
                 {
-                    "w_x": self.param(f"w_x_{i}", nn.initializers.glorot_uniform(), (input_size, 4 * hidden)),
-                    "w_h": self.param(f"w_h_{i}", nn.initializers.orthogonal(), (hidden, 4 * hidden)),
+                    "w_x": w_x.astype(self.dtype),
+                    "w_h": w_h.astype(self.dtype),
                     "b": self.param(f"b_{i}", _lstm_bias_init, (4 * hidden,)),
                 }
             )
@@ -65,7 +79,7 @@ def cell_step(w: LayerWeights, carry: Carry, x: jax.Array) -> Carry:
     """One LSTM step with a single fused gate matmul."""
     c, h = carry
     fused = jnp.concatenate([w["w_x"], w["w_h"]], axis=0)
-    gates = jnp.concatenate([x, h], axis=-1) @ fused.astype(x.dtype) + w["b"]
+    gates = dot(jnp.concatenate([x, h], axis=-1), fused) + w["b"]
     return _gates_to_carry(gates, c)
 
 
@@ -102,11 +116,11 @@ def run_layer(
     steps = inputs.shape[1]
     time_major = jnp.swapaxes(inputs, 0, 1)
     if hoist_input_projection:
-        projected = time_major @ w["w_x"].astype(inputs.dtype)
+        projected = dot(time_major, w["w_x"])
 
         def advance(carry, x_proj):
             c, h = carry
-            return _gates_to_carry(x_proj + h @ w["w_h"].astype(h.dtype) + w["b"], c)
+            return _gates_to_carry(x_proj + dot(h, w["w_h"]) + w["b"], c)
 
         xs = projected
     else:

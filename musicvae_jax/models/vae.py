@@ -35,6 +35,7 @@ class ModelSpec:
     unroll: int = 1
     dropout_keep: float = 1.0
     humanize: bool = False
+    compute_dtype: str = "float32"  # "bfloat16": mixed precision (float32 params, loss and optimizer)
 
     @property
     def hierarchical(self) -> bool:
@@ -47,18 +48,24 @@ class ModelSpec:
     def core_specs(self) -> list[CoreSpec]:
         groups = [(p,) for p in self.parts] if self.hierarchical else [self.parts]
         return [
-            CoreSpec(self.decoder_sizes, g, self.hoist_input_projection, self.unroll, self.dropout_keep) for g in groups
+            CoreSpec(
+                self.decoder_sizes, g, self.hoist_input_projection, self.unroll, self.dropout_keep, self.compute_dtype
+            )
+            for g in groups
         ]
 
 
 class ConductorWeights(nn.Module):
     sizes: tuple[int, ...]
+    compute_dtype: str = "float32"
 
     @nn.compact
     def __call__(self, z_size: int) -> dict:
+        dtype = jnp.dtype(self.compute_dtype)
+        init_kernel = self.param("init_kernel", nn.initializers.lecun_normal(), (z_size, 2 * sum(self.sizes)))
         return {
-            "lstm": LSTMStackWeights(self.sizes, name="lstm")(1),
-            "init_kernel": self.param("init_kernel", nn.initializers.lecun_normal(), (z_size, 2 * sum(self.sizes))),
+            "lstm": LSTMStackWeights(self.sizes, dtype=dtype, name="lstm")(1),
+            "init_kernel": init_kernel.astype(dtype),
             "init_bias": self.param("init_bias", nn.initializers.zeros, (2 * sum(self.sizes),)),
         }
 
@@ -68,10 +75,12 @@ class MusicVAE(nn.Module):
 
     def setup(self):
         s = self.spec
-        self.encoder = BidirectionalEncoder(s.encoder_sizes, s.z_size, s.hoist_input_projection, s.unroll)
+        self.encoder = BidirectionalEncoder(
+            s.encoder_sizes, s.z_size, s.hoist_input_projection, s.unroll, s.compute_dtype
+        )
         self.cores = [CoreWeights(c, name=f"core_{i}") for i, c in enumerate(s.core_specs())]
         if s.hierarchical:
-            self.conductor = ConductorWeights(s.conductor_sizes)
+            self.conductor = ConductorWeights(s.conductor_sizes, s.compute_dtype)
 
     def encode(self, batch: dict) -> tuple[jax.Array, jax.Array]:
         """mu, sigma [B, z] of q(z | x)."""
