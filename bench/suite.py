@@ -152,9 +152,9 @@ def markdown(results: dict) -> str:
         f"In-process matmul ({results['matmul']}): JAX {results['jax_matmul_gflops']:.0f} GFLOP/s"
         + (f", PyTorch {results['torch_matmul_gflops']:.0f} GFLOP/s." if "torch_matmul_gflops" in results else "."),
         "",
-        "| config | size | batch | compile s | step s | examples/s | GFLOP/step | GFLOP/s | of matmul "
+        "| config | size | batch | steps | compile s | step s | examples/s | GFLOP/step | GFLOP/s | of matmul "
         "| torch step s | torch examples/s | ours / torch |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results["train"]:
         t = r.get("torch")
@@ -163,7 +163,7 @@ def markdown(results: dict) -> str:
             ratio = r["examples_per_s"] / t["examples_per_s"]
             torch_cells = f"{t['step_s']:.3f} | {t['examples_per_s']:.1f} | {ratio:.2f}x"
         lines.append(
-            f"| {r['config']} | {r['size']} | {r['batch']} | {r['compile_s']:.1f} | {r['step_s']:.3f} | "
+            f"| {r['config']} | {r['size']} | {r['batch']} | {r['steps']} | {r['compile_s']:.1f} | {r['step_s']:.3f} | "
             f"{r['examples_per_s']:.1f} | {r['flops'] / 1e9:.1f} | {r['flops_per_s'] / 1e9:.1f} | "
             f"{r['of_matmul']:.0%} | {torch_cells} |"
         )
@@ -188,6 +188,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch", type=int, default=32, help="batch of the 2-bar configs at reference size")
     parser.add_argument("--batch_16bar", type=int, default=4, help="batch of the 16-bar configs at reference size")
+    parser.add_argument("--steps_16bar", type=int, default=None, help="steps timed, 16-bar at reference size")
     parser.add_argument("--skip_torch", action="store_true")
     parser.add_argument("--skip_input", action="store_true")
     parser.add_argument("--skip_sample", action="store_true")
@@ -225,10 +226,12 @@ def main() -> None:
             if size == "tiny" and CONFIGS[name][1] == "big":
                 continue
             config = config_for(name, size, args.batch, args.batch_16bar)
-            row = {"config": name, "size": size, "batch": config.batch_size, **time_config(config, args.steps)}
+            steps = args.steps_16bar if size == "real" and name in SIXTEEN_BAR and args.steps_16bar else args.steps
+            row = {"config": name, "size": size, "batch": config.batch_size, "steps": steps}
+            row.update(time_config(config, steps))
             row["of_matmul"] = row["flops_per_s"] / peak
             if not args.skip_torch:
-                row["torch"] = time_torch(config, args.steps)
+                row["torch"] = time_torch(config, steps)
             results["train"].append(row)
             rep = config.data.representation
             consumption[rep] = max(consumption.get(rep, 0.0), row["examples_per_s"])
