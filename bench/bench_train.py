@@ -46,8 +46,8 @@ CONFIGS = {
 }
 
 
-def matmul_flops_per_second(size: int = 2048, repeats: int = 10) -> float:
-    a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
+def matmul_flops_per_second(size: int = 2048, repeats: int = 10, dtype=jnp.float32) -> float:
+    a = jax.random.normal(jax.random.key(0), (size, size), dtype)
     f = jax.jit(lambda x: x @ x)
     f(a).block_until_ready()
     times = []
