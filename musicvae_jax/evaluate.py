@@ -18,6 +18,7 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+from tqdm import tqdm
 
 from musicvae_jax import input_pipeline, objectives
 from musicvae_jax.models.vae import MusicVAE
@@ -55,7 +56,10 @@ def evaluate(
     step_fn = jax.jit(lambda p, b, r: batch_sums(model, p, b, r))
     totals: dict[str, float] = {}
     iterator = input_pipeline.make_iterator(data_dir, split, global_batch_size=batch_size, train=False)
-    for i, batch in enumerate(iterator):
+    examples = input_pipeline.load_metadata(data_dir)["splits"][split]["examples"]
+    total = -(-examples // batch_size)
+    total = min(total, max_batches) if max_batches else total
+    for i, batch in enumerate(tqdm(iterator, total=total, desc=f"evaluating {split}", unit="batch")):
         if max_batches and i >= max_batches:
             break
         sums = jax.device_get(step_fn(generator.params, batch, jax.random.key(seed + i)))
