@@ -39,6 +39,7 @@ from musicvae_jax import train  # noqa: E402
 from musicvae_jax.convert import convert  # noqa: E402
 from musicvae_jax.demo_corpus import write_demo_corpus  # noqa: E402
 from musicvae_jax.models.vae import MusicVAE  # noqa: E402
+from musicvae_jax.representations.drums import drum_roll  # noqa: E402
 
 SIXTEEN_BAR = ("mel_16bar_hier", "mel_16bar_flat", "trio_16bar_hier", "trio_16bar_flat")
 
@@ -87,12 +88,17 @@ def time_torch(config, steps: int) -> dict | None:
     one_hots = [
         torch.nn.functional.one_hot(torch.from_numpy(batch[p.name]).long(), p.depth).float() for p in spec.parts
     ]
+    features = [
+        torch.from_numpy(drum_roll(batch[p.name])).float() if p.encoder_input == "roll" else one_hot
+        for p, one_hot in zip(spec.parts, one_hots, strict=True)
+    ]
+    encoder_inputs = torch.cat(features, dim=-1)
     step = make_step(model, config.train.learning_rate, config.train.clip_norm, config.train.free_bits, 0.2)
-    step(one_hots)  # warm-up
+    step(encoder_inputs, one_hots)  # warm-up
     times = []
     for _ in range(steps):
         start = time.perf_counter()
-        step(one_hots)
+        step(encoder_inputs, one_hots)
         times.append(time.perf_counter() - start)
     seconds = statistics.median(times)
     return {"step_s": seconds, "examples_per_s": config.batch_size / seconds}

@@ -64,11 +64,12 @@ class TorchMusicVAE(nn.Module):
             self.decoder_states = nn.ModuleList([_state_layer(spec.z_size, spec.decoder_sizes)])
             self.heads = nn.ModuleList([nn.Linear(hidden, depth)])
 
-    def forward(self, one_hots: list[torch.Tensor], free_bits: float, beta: float) -> torch.Tensor:
-        """one_hots: per part [B, T, depth]; returns the loss."""
+    def forward(
+        self, encoder_inputs: torch.Tensor, one_hots: list[torch.Tensor], free_bits: float, beta: float
+    ) -> torch.Tensor:
+        """encoder_inputs [B, T, features] (one-hots, or the drum roll), one_hots per part [B, T, depth] -> loss."""
         spec = self.spec
-        x = torch.cat(one_hots, dim=-1)
-        _, (h, _) = self.encoder(x)
+        _, (h, _) = self.encoder(encoder_inputs)
         final = torch.cat([h[-2], h[-1]], dim=-1)
         mu, sigma = self.mu(final), F.softplus(self.sigma(final))
         z = mu + sigma * torch.randn_like(mu)
@@ -84,7 +85,7 @@ class TorchMusicVAE(nn.Module):
                 F.cross_entropy(lg.reshape(-1, lg.shape[-1]), o.argmax(-1).reshape(-1), reduction="sum")
                 for lg, o in zip(logits, one_hots, strict=True)
             )
-            / x.shape[0]
+            / encoder_inputs.shape[0]
         )
         kl = 0.5 * (mu**2 + sigma**2 - 1.0 - 2.0 * torch.log(sigma)).sum(-1).mean()
         return r_loss + beta * torch.clamp(kl - free_bits, min=0.0)
@@ -109,9 +110,9 @@ def make_step(model: TorchMusicVAE, learning_rate: float, clip_norm: float, free
     """One training step on a batch of one-hot parts: forward, backward, clip, Adam."""
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
 
-    def step(one_hots: list[torch.Tensor]) -> float:
+    def step(encoder_inputs: torch.Tensor, one_hots: list[torch.Tensor]) -> float:
         optimizer.zero_grad(set_to_none=True)
-        loss = model(one_hots, free_bits, beta)
+        loss = model(encoder_inputs, one_hots, free_bits, beta)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
         optimizer.step()

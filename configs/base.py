@@ -31,6 +31,8 @@ def get_base_config() -> ConfigDict:
     config.model.conductor_sizes = ()  # non-empty: hierarchical decoder
     config.model.z_size = 256
     config.model.hoist_input_projection = False  # see BENCHMARKS.md for which is faster where
+    # LSTM weight gradients as one matmul per sequence instead of one update per step (models/lstm.py).
+    config.model.sequence_vjp = True
     config.model.unroll = 1  # lax.scan unrolling
     # "bfloat16": matmuls in bfloat16 with float32 results; params, loss and optimizer stay float32.
     config.model.compute_dtype = "float32"

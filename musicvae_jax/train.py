@@ -76,6 +76,7 @@ def model_spec(config: ConfigDict) -> ModelSpec:
         dropout_keep=m.dropout_keep,
         humanize=m.humanize,
         compute_dtype=m.get("compute_dtype", "float32"),  # checkpoints from before the option have none
+        sequence_vjp=m.get("sequence_vjp", True),
     )
 
 

@@ -22,7 +22,7 @@ def np_lstm(w, xs, c, h):
     """xs [T, in] -> outputs [T, H]; gate order (i, g, f, o)."""
     outs = []
     for x in xs:
-        i, g, f, o = np.split(x @ w["w_x"] + h @ w["w_h"] + w["b"], 4)
+        i, g, f, o = np.split(x @ w["w_x"].T + h @ w["w_h"].T + w["b"], 4)  # kernels are [out, in]
         c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
         h = sigmoid(o) * np.tanh(c)
         outs.append(h)
@@ -36,7 +36,7 @@ def reference_loss(params, batch, free_bits, max_beta, beta_rate, step):
     total_r, total_kl, total_kl_cost = [], [], []
     for b in range(batch["tokens"].shape[0]):
         x = np.eye(90)[batch["tokens"][b]]
-        hidden = enc["forward"]["w_h_0"].shape[0]
+        hidden = enc["forward"]["w_h_0"].shape[1]
         zero = np.zeros(hidden)
         layer = lambda d: {k: enc[d][f"{k}_0"] for k in ("w_x", "w_h", "b")}  # noqa: E731
         fwd_out, _, h_f = np_lstm(layer("forward"), x, zero, zero)
@@ -46,9 +46,9 @@ def reference_loss(params, batch, free_bits, max_beta, beta_rate, step):
         sigma = np.log1p(np.exp(h @ enc["sigma"]["kernel"] + enc["sigma"]["bias"]))
         z = mu
         core = p["core_0"]
-        state = np.tanh(z @ core["init_kernel"] + core["init_bias"])
+        state = np.tanh(z @ core["init_kernel"].T + core["init_bias"])
         sizes = [
-            core["lstm"][f"w_h_{i}"].shape[0] for i in range(len([k for k in core["lstm"] if k.startswith("w_h")]))
+            core["lstm"][f"w_h_{i}"].shape[1] for i in range(len([k for k in core["lstm"] if k.startswith("w_h")]))
         ]
         prev = np.zeros((len(x), 90))
         prev[1:] = x[:-1]
@@ -59,7 +59,7 @@ def reference_loss(params, batch, free_bits, max_beta, beta_rate, step):
             offset += 2 * size
             w = {k: core["lstm"][f"{k}_{i}"] for k in ("w_x", "w_h", "b")}
             inputs, _, _ = np_lstm(w, inputs, c0, h0)
-        logits = inputs @ core["head_kernel"] + core["head_bias"]
+        logits = inputs @ core["head_kernel"].T + core["head_bias"]
         log_probs = (
             logits
             - np.log(np.sum(np.exp(logits - logits.max(1, keepdims=True)), 1, keepdims=True))

@@ -22,7 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from musicvae_jax.models.lstm import LSTMStackWeights, dot, run_stack, stack_step
+from musicvae_jax.models.lstm import LSTMStackWeights, dot, out_major, run_stack, stack_step
 from musicvae_jax.models.parts import Part
 
 
@@ -34,6 +34,7 @@ class CoreSpec:
     unroll: int = 1
     dropout_keep: float = 1.0
     compute_dtype: str = "float32"  # of the matmuls; parameters are float32 either way
+    sequence_vjp: bool = True  # see models/lstm.py
 
     @property
     def input_depth(self) -> int:
@@ -48,10 +49,10 @@ class CoreWeights(nn.Module):
     @nn.compact
     def __call__(self, cond_size: int) -> dict:
         spec = self.spec
-        dense_init = nn.initializers.lecun_normal()
+        dense_init = out_major(nn.initializers.lecun_normal())
         dtype = jnp.dtype(spec.compute_dtype)
-        init_kernel = self.param("init_kernel", dense_init, (cond_size, 2 * sum(spec.sizes)))
-        head_kernel = self.param("head_kernel", dense_init, (spec.sizes[-1], spec.input_depth))
+        init_kernel = self.param("init_kernel", dense_init, (2 * sum(spec.sizes), cond_size))
+        head_kernel = self.param("head_kernel", dense_init, (spec.input_depth, spec.sizes[-1]))
         return {
             "lstm": LSTMStackWeights(spec.sizes, dtype=dtype, name="lstm")(spec.input_depth + cond_size),
             "init_kernel": init_kernel.astype(dtype),
@@ -101,6 +102,7 @@ def teacher_forced(
         unroll=spec.unroll,
         dropout_keep=spec.dropout_keep if dropout_rng is not None else 1.0,
         dropout_rng=dropout_rng,
+        sequence_vjp=spec.sequence_vjp,
     )
     return dot(outputs, weights["head_kernel"]) + weights["head_bias"]
 

@@ -23,6 +23,7 @@ class BidirectionalEncoder(nn.Module):
     hoist_input_projection: bool = False
     unroll: int = 1
     compute_dtype: str = "float32"
+    sequence_vjp: bool = True
 
     @nn.compact
     def __call__(self, inputs: jax.Array, lengths: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -31,7 +32,9 @@ class BidirectionalEncoder(nn.Module):
         forward = LSTMStackWeights(self.sizes, True, dtype, name="forward")(inputs.shape[-1])
         backward = LSTMStackWeights(self.sizes, True, dtype, name="backward")(inputs.shape[-1])
         run_both = jax.vmap(
-            lambda w, x, carry: run_layer(w, x, carry, lengths, self.hoist_input_projection, self.unroll)
+            lambda w, x, carry: run_layer(
+                w, x, carry, lengths, self.hoist_input_projection, self.unroll, self.sequence_vjp
+            )
         )
         x = inputs
         for i, size in enumerate(self.sizes):

@@ -13,6 +13,18 @@ Two ways to compute a layer over a known input sequence, picked by
 Gate order is (input, cell, forget, output); the forget gate's bias starts at
 1.0 as in the reference.
 
+`sequence_vjp` (the default) runs a layer over a known sequence with its own
+backward pass: the reverse scan only carries (dc, dh) and emits each step's
+gate gradients, and the weight gradients are then two large matmuls over
+all steps at once. Autodiff of a scan instead adds x_t^T dgates_t into a
+full-size weight-gradient accumulator at every step, which streams the
+whole [4H, in] matrix through memory T times (BENCHMARKS.md measures both).
+
+Kernels are stored [out, in] (torch's layout) and `dot` contracts the
+activations' last axis with the kernel's last: with a small batch, XLA's CPU
+matmul is 1.5-2.5x faster this way than with [in, out] kernels (measured in
+BENCHMARKS.md), and accelerators do not mind.
+
 Mixed precision: weight modules hand out their kernels cast to `dtype`
 (parameters stay float32), and `dot` multiplies in the kernel's dtype with
 float32 results, so biases, gates, cell states and everything after them
@@ -21,6 +33,7 @@ stay float32.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,13 +41,23 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-LayerWeights = dict[str, jax.Array]  # w_x [in, 4H], w_h [H, 4H], b [4H]
+LayerWeights = dict[str, jax.Array]  # w_x [4H, in], w_h [4H, H], b [4H]
 Carry = tuple[jax.Array, jax.Array]  # (c, h), each [batch, H]
 
 
 def dot(a: jax.Array, kernel: jax.Array) -> jax.Array:
-    """a @ kernel computed in the kernel's dtype (bfloat16 under mixed precision), returned as float32."""
-    return jnp.matmul(a.astype(kernel.dtype), kernel, preferred_element_type=jnp.float32)
+    """a [..., in] times kernel [out, in] -> [..., out], in the kernel's dtype, returned as float32."""
+    dimensions = (((a.ndim - 1,), (1,)), ((), ()))
+    return jax.lax.dot_general(a.astype(kernel.dtype), kernel, dimensions, preferred_element_type=jnp.float32)
+
+
+def out_major(init):
+    """An initializer for an [out, in] kernel with the distribution `init` gives an [in, out] one."""
+
+    def initialize(key, shape, dtype=jnp.float32):
+        return init(key, shape[::-1], dtype).T
+
+    return initialize
 
 
 def _lstm_bias_init(key, shape, dtype=jnp.float32):
@@ -56,8 +79,8 @@ class LSTMStackWeights(nn.Module):
     def __call__(self, input_size: int) -> list[LayerWeights]:
         weights = []
         for i, hidden in enumerate(self.sizes):
-            w_x = self.param(f"w_x_{i}", nn.initializers.glorot_uniform(), (input_size, 4 * hidden))
-            w_h = self.param(f"w_h_{i}", nn.initializers.orthogonal(), (hidden, 4 * hidden))
+            w_x = self.param(f"w_x_{i}", out_major(nn.initializers.glorot_uniform()), (4 * hidden, input_size))
+            w_h = self.param(f"w_h_{i}", out_major(nn.initializers.orthogonal()), (4 * hidden, hidden))
             weights.append(
                 {
                     "w_x": w_x.astype(self.dtype),
@@ -78,7 +101,7 @@ def _gates_to_carry(gates: jax.Array, c: jax.Array) -> Carry:
 def cell_step(w: LayerWeights, carry: Carry, x: jax.Array) -> Carry:
     """One LSTM step with a single fused gate matmul."""
     c, h = carry
-    fused = jnp.concatenate([w["w_x"], w["w_h"]], axis=0)
+    fused = jnp.concatenate([w["w_x"], w["w_h"]], axis=1)
     gates = dot(jnp.concatenate([x, h], axis=-1), fused) + w["b"]
     return _gates_to_carry(gates, c)
 
@@ -106,6 +129,7 @@ def run_layer(
     lengths: jax.Array | None = None,
     hoist_input_projection: bool = False,
     unroll: int = 1,
+    sequence_vjp: bool = False,
 ) -> tuple[jax.Array, Carry]:
     """One layer over a whole sequence.
 
@@ -115,6 +139,12 @@ def run_layer(
     """
     steps = inputs.shape[1]
     time_major = jnp.swapaxes(inputs, 0, 1)
+    if sequence_vjp:
+        valid = jnp.ones((steps, inputs.shape[0], 1), jnp.float32)
+        if lengths is not None:
+            valid = (jnp.arange(steps)[:, None] < lengths[None, :]).astype(jnp.float32)[..., None]
+        outputs, c, h = _sequence_layer(unroll, w["w_x"], w["w_h"], w["b"], time_major, carry[0], carry[1], valid)
+        return jnp.swapaxes(outputs, 0, 1), (c, h)
     if hoist_input_projection:
         projected = dot(time_major, w["w_x"])
 
@@ -153,6 +183,7 @@ def run_stack(
     unroll: int = 1,
     dropout_keep: float = 1.0,
     dropout_rng: jax.Array | None = None,
+    sequence_vjp: bool = False,
 ) -> tuple[jax.Array, list[Carry]]:
     """The stack layer by layer over a known sequence: [batch, T, in] -> [batch, T, H_top]."""
     finals = []
@@ -161,7 +192,7 @@ def run_stack(
         if dropout_keep < 1.0:
             keep = jax.random.bernoulli(jax.random.fold_in(dropout_rng, i), dropout_keep, x.shape)
             x = jnp.where(keep, x / dropout_keep, 0.0)
-        x, final = run_layer(w, x, carry, lengths, hoist_input_projection, unroll)
+        x, final = run_layer(w, x, carry, lengths, hoist_input_projection, unroll, sequence_vjp)
         finals.append(final)
     return x, finals
 
@@ -174,3 +205,70 @@ def reverse_by_length(x: jax.Array, lengths: jax.Array) -> jax.Array:
     valid = index >= 0
     gathered = jnp.take_along_axis(x, jnp.clip(index, 0, steps - 1)[..., None], axis=1)
     return jnp.where(valid[..., None], gathered, 0.0)
+
+
+def _sequence_forward(unroll, w_x, w_h, b, xs, c0, h0, valid):
+    """The layer over time-major xs [T, B, in]; also returns what the backward pass needs."""
+    projected = dot(xs, w_x) + b  # every step's input projection in one matmul
+
+    def body(carry, scanned):
+        c, h = carry
+        x_proj, v = scanned
+        i, g, f, o = jnp.split(x_proj + dot(h, w_h), 4, axis=-1)
+        i, g, f, o = jax.nn.sigmoid(i), jnp.tanh(g), jax.nn.sigmoid(f), jax.nn.sigmoid(o)
+        c_new = f * c + i * g
+        h_new = o * jnp.tanh(c_new)
+        carry = (v * c_new + (1 - v) * c, v * h_new + (1 - v) * h)
+        return carry, (v * h_new, (i, g, f, o, c, h, c_new))
+
+    (c, h), (outputs, saved) = jax.lax.scan(body, (c0, h0), (projected, valid), unroll=unroll)
+    return (outputs, c, h), saved
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _sequence_layer(unroll, w_x, w_h, b, xs, c0, h0, valid):
+    return _sequence_forward(unroll, w_x, w_h, b, xs, c0, h0, valid)[0]
+
+
+def _sequence_layer_fwd(unroll, w_x, w_h, b, xs, c0, h0, valid):
+    out, saved = _sequence_forward(unroll, w_x, w_h, b, xs, c0, h0, valid)
+    return out, (w_x, w_h, xs, valid, saved)
+
+
+def _sequence_layer_bwd(unroll, residuals, cotangents):
+    w_x, w_h, xs, valid, (i, g, f, o, c_prev, h_prev, c_new) = residuals
+    d_outputs, dc_last, dh_last = cotangents
+
+    def body(carry, scanned):
+        dc_next, dh_next = carry
+        d_out, v, i, g, f, o, c_prev, c_new = scanned
+        dh_new = v * (dh_next + d_out)
+        tanh_c = jnp.tanh(c_new)
+        dc = v * dc_next + dh_new * o * (1 - tanh_c**2)
+        gates = jnp.concatenate(
+            [dc * g * i * (1 - i), dc * i * (1 - g**2), dc * c_prev * f * (1 - f), dh_new * tanh_c * o * (1 - o)],
+            axis=-1,
+        )
+        dh_prev = jnp.matmul(gates.astype(w_h.dtype), w_h, preferred_element_type=jnp.float32) + (1 - v) * dh_next
+        dc_prev = dc * f + (1 - v) * dc_next
+        return (dc_prev, dh_prev), gates
+
+    scanned = (d_outputs, valid, i, g, f, o, c_prev, c_new)
+    (dc0, dh0), d_gates = jax.lax.scan(body, (dc_last, dh_last), scanned, reverse=True, unroll=unroll)
+    # Weight gradients once over all steps: [4H, T*B] @ [T*B, in].
+    d_w_x = jnp.einsum("tbg,tbi->gi", d_gates, xs, preferred_element_type=jnp.float32)
+    d_w_h = jnp.einsum("tbg,tbh->gh", d_gates, h_prev, preferred_element_type=jnp.float32)
+    d_b = d_gates.sum(axis=(0, 1))
+    d_xs = jnp.matmul(d_gates.astype(w_x.dtype), w_x, preferred_element_type=jnp.float32)
+    return (
+        d_w_x.astype(w_x.dtype),
+        d_w_h.astype(w_h.dtype),
+        d_b,
+        d_xs.astype(xs.dtype),
+        dc0,
+        dh0,
+        jnp.zeros_like(valid),
+    )
+
+
+_sequence_layer.defvjp(_sequence_layer_fwd, _sequence_layer_bwd)

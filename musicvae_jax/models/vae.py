@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from musicvae_jax.models import decoders
 from musicvae_jax.models.decoders import CoreSpec, CoreWeights
 from musicvae_jax.models.encoder import BidirectionalEncoder
-from musicvae_jax.models.lstm import LSTMStackWeights, run_stack
+from musicvae_jax.models.lstm import LSTMStackWeights, out_major, run_stack
 from musicvae_jax.models.parts import Part, parts_for
 
 
@@ -36,6 +36,7 @@ class ModelSpec:
     dropout_keep: float = 1.0
     humanize: bool = False
     compute_dtype: str = "float32"  # "bfloat16": mixed precision (float32 params, loss and optimizer)
+    sequence_vjp: bool = True  # LSTM weight gradients once per sequence (models/lstm.py)
 
     @property
     def hierarchical(self) -> bool:
@@ -49,7 +50,13 @@ class ModelSpec:
         groups = [(p,) for p in self.parts] if self.hierarchical else [self.parts]
         return [
             CoreSpec(
-                self.decoder_sizes, g, self.hoist_input_projection, self.unroll, self.dropout_keep, self.compute_dtype
+                self.decoder_sizes,
+                g,
+                self.hoist_input_projection,
+                self.unroll,
+                self.dropout_keep,
+                self.compute_dtype,
+                self.sequence_vjp,
             )
             for g in groups
         ]
@@ -62,7 +69,8 @@ class ConductorWeights(nn.Module):
     @nn.compact
     def __call__(self, z_size: int) -> dict:
         dtype = jnp.dtype(self.compute_dtype)
-        init_kernel = self.param("init_kernel", nn.initializers.lecun_normal(), (z_size, 2 * sum(self.sizes)))
+        init = out_major(nn.initializers.lecun_normal())
+        init_kernel = self.param("init_kernel", init, (2 * sum(self.sizes), z_size))
         return {
             "lstm": LSTMStackWeights(self.sizes, dtype=dtype, name="lstm")(1),
             "init_kernel": init_kernel.astype(dtype),
@@ -76,7 +84,7 @@ class MusicVAE(nn.Module):
     def setup(self):
         s = self.spec
         self.encoder = BidirectionalEncoder(
-            s.encoder_sizes, s.z_size, s.hoist_input_projection, s.unroll, s.compute_dtype
+            s.encoder_sizes, s.z_size, s.hoist_input_projection, s.unroll, s.compute_dtype, s.sequence_vjp
         )
         self.cores = [CoreWeights(c, name=f"core_{i}") for i, c in enumerate(s.core_specs())]
         if s.hierarchical:
@@ -94,7 +102,13 @@ class MusicVAE(nn.Module):
         conductor = CoreSpec(s.conductor_sizes, ())
         carries = decoders.initial_carries(conductor, weights, z)
         zeros = jnp.zeros((z.shape[0], s.num_bars, 1), z.dtype)
-        embeddings, _ = run_stack(weights["lstm"], zeros, carries, hoist_input_projection=s.hoist_input_projection)
+        embeddings, _ = run_stack(
+            weights["lstm"],
+            zeros,
+            carries,
+            hoist_input_projection=s.hoist_input_projection,
+            sequence_vjp=s.sequence_vjp,
+        )
         return embeddings
 
     def __call__(
