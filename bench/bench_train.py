@@ -109,15 +109,16 @@ def main() -> None:
     parser.add_argument("--real_batch", type=int, default=8, help="batch for the reference sizes (CPU time)")
     parser.add_argument("--hoist", choices=("off", "on", "both"), default="off")
     parser.add_argument("--sequence_vjp", choices=("off", "on", "both"), default="on", help="see models/lstm.py")
+    parser.add_argument("--unroll", default="1", help="comma-separated lax.scan unroll factors to time")
     args = parser.parse_args()
     peak = matmul_flops_per_second()
     print(f"machine: {machine()}, backend {jax.default_backend()}")
     print(f"in-process float32 2048x2048 matmul: {peak / 1e9:.1f} GFLOP/s")
     print(
-        "| config | size | batch | sequence_vjp | hoisted | compile s | step s | examples/s | GFLOP/step | GFLOP/s "
-        "| of matmul |"
+        "| config | size | batch | sequence_vjp | hoisted | unroll | compile s | step s | examples/s | GFLOP/step "
+        "| GFLOP/s | of matmul |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     wanted = [w for w in args.only.split(",") if w]
     for name, (module, variant) in CONFIGS.items():
         for size in ("real", "tiny"):
@@ -126,16 +127,20 @@ def main() -> None:
             if size == "tiny" and variant == "big":
                 continue  # the same tiny model as the family's default
             choices = {"off": (False,), "on": (True,), "both": (False, True)}
-            for sequence_vjp, hoist in itertools.product(choices[args.sequence_vjp], choices[args.hoist]):
+            unrolls = [int(u) for u in args.unroll.split(",")]
+            for sequence_vjp, hoist, unroll in itertools.product(
+                choices[args.sequence_vjp], choices[args.hoist], unrolls
+            ):
                 config = module.get_config(",".join(v for v in (variant, "tiny" if size == "tiny" else "") if v))
                 if size == "real":
                     config.batch_size = args.real_batch
                 config.model.hoist_input_projection = hoist
                 config.model.sequence_vjp = sequence_vjp
+                config.model.unroll = unroll
                 r = time_config(config, args.steps)
                 yes_no = lambda b: "yes" if b else "no"  # noqa: E731
                 print(
-                    f"| {name} | {size} | {config.batch_size} | {yes_no(sequence_vjp)} | {yes_no(hoist)} | "
+                    f"| {name} | {size} | {config.batch_size} | {yes_no(sequence_vjp)} | {yes_no(hoist)} | {unroll} | "
                     f"{r['compile_s']:.1f} | "
                     f"{r['step_s']:.3f} | {r['examples_per_s']:.1f} | {r['flops'] / 1e9:.1f} | "
                     f"{r['flops_per_s'] / 1e9:.1f} | {r['flops_per_s'] / peak:.0%} |",
