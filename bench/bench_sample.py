@@ -24,6 +24,24 @@ from musicvae_jax import train  # noqa: E402
 from musicvae_jax.models.vae import MusicVAE  # noqa: E402
 
 
+def sample_seconds(config, num: int = 32, repeats: int = 3) -> tuple[float, float]:
+    """(first call with compilation, best of `repeats` later calls) of sampling `num` sequences, in seconds."""
+    spec, tspec = train.model_spec(config), train.TrainSpec.from_config(config)
+    params = train.create_state(spec, tspec, jax.random.key(0)).params
+    model = MusicVAE(spec)
+    decode = jax.jit(lambda p, z, r: model.apply({"params": p}, z, r, 1.0, method=MusicVAE.decode))
+    z = jax.random.normal(jax.random.key(1), (num, spec.z_size))
+    start = time.perf_counter()
+    jax.block_until_ready(decode(params, z, jax.random.key(2)))
+    compile_seconds = time.perf_counter() - start
+    best = float("inf")
+    for i in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(decode(params, z, jax.random.key(3 + i)))
+        best = min(best, time.perf_counter() - start)
+    return compile_seconds, best
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--num", type=int, default=32)
@@ -39,19 +57,7 @@ def main() -> None:
             if size == "tiny" and variant == "big":
                 continue
             config = module.get_config(",".join(v for v in (variant, "tiny" if size == "tiny" else "") if v))
-            spec, tspec = train.model_spec(config), train.TrainSpec.from_config(config)
-            params = train.create_state(spec, tspec, jax.random.key(0)).params
-            model = MusicVAE(spec)
-            decode = jax.jit(lambda p, z, r, m=model: m.apply({"params": p}, z, r, 1.0, method=MusicVAE.decode))
-            z = jax.random.normal(jax.random.key(1), (args.num, spec.z_size))
-            start = time.perf_counter()
-            jax.block_until_ready(decode(params, z, jax.random.key(2)))
-            compile_seconds = time.perf_counter() - start
-            best = float("inf")
-            for i in range(args.repeats):
-                start = time.perf_counter()
-                jax.block_until_ready(decode(params, z, jax.random.key(3 + i)))
-                best = min(best, time.perf_counter() - start)
+            compile_seconds, best = sample_seconds(config, args.num, args.repeats)
             print(f"| {name} | {size} | {compile_seconds:.1f} | {best:.3f} | {args.num / best:.1f} |", flush=True)
 
 

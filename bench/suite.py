@@ -32,13 +32,13 @@ import jax.numpy as jnp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_input import batches_per_second  # noqa: E402
+from bench_sample import sample_seconds  # noqa: E402
 from bench_train import CONFIGS, matmul_flops_per_second, random_batch, time_config  # noqa: E402
 from common import GROOVE_DIR, machine  # noqa: E402
 
 from musicvae_jax import train  # noqa: E402
 from musicvae_jax.convert import convert  # noqa: E402
 from musicvae_jax.demo_corpus import write_demo_corpus  # noqa: E402
-from musicvae_jax.models.vae import MusicVAE  # noqa: E402
 from musicvae_jax.representations.drums import drum_roll  # noqa: E402
 
 SIXTEEN_BAR = ("mel_16bar_hier", "mel_16bar_flat", "trio_16bar_hier", "trio_16bar_flat")
@@ -102,21 +102,6 @@ def time_torch(config, steps: int) -> dict | None:
         times.append(time.perf_counter() - start)
     seconds = statistics.median(times)
     return {"step_s": seconds, "examples_per_s": config.batch_size / seconds}
-
-
-def sample_seconds(config, num: int = 32, repeats: int = 3) -> float:
-    spec, tspec = train.model_spec(config), train.TrainSpec.from_config(config)
-    params = train.create_state(spec, tspec, jax.random.key(0)).params
-    model = MusicVAE(spec)
-    decode = jax.jit(lambda p, z, r: model.apply({"params": p}, z, r, 1.0, method=MusicVAE.decode))
-    z = jax.random.normal(jax.random.key(1), (num, spec.z_size))
-    jax.block_until_ready(decode(params, z, jax.random.key(2)))
-    best = float("inf")
-    for i in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(decode(params, z, jax.random.key(3 + i)))
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def input_rates(representations: dict[str, float], batch: int, batches: int) -> list[dict]:
@@ -241,7 +226,7 @@ def main() -> None:
     if not args.skip_sample:
         for name in names:
             config = config_for(name, "real", args.batch, args.batch_16bar)
-            results["sample"].append({"config": name, "seconds": sample_seconds(config)})
+            results["sample"].append({"config": name, "seconds": sample_seconds(config)[1]})
             print(f"sample 32 {name}: {results['sample'][-1]['seconds']:.3f} s", flush=True)
 
     out = Path(args.out)

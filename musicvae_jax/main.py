@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import jax
 from absl import flags, logging
 from jax.experimental import multihost_utils
 from ml_collections import ConfigDict, config_flags
@@ -47,9 +48,10 @@ def prepare_data(config: ConfigDict, workdir: str) -> Path:
     data_dir = Path(workdir) / "data" / config.data.representation
     if distributed.is_leader():
         _write_demo_data(config, Path(workdir), data_dir)
-    multihost_utils.sync_global_devices("demo data written")
-    if not distributed.is_leader() and not (data_dir / convert.METADATA_FILE).is_file():
-        _write_demo_data(config, Path(workdir), data_dir)
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices("demo data written")
+        if not distributed.is_leader() and not (data_dir / convert.METADATA_FILE).is_file():
+            _write_demo_data(config, Path(workdir), data_dir)
     return data_dir
 
 

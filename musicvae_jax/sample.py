@@ -42,9 +42,9 @@ def _chunks(count: int, what: str):
     return tqdm(slices, desc=what, unit="chunk", disable=len(slices) < 2)
 
 
-def _pad_rows(tree, rows: int):
-    """Pads every array's leading axis to `rows`, so every chunk reuses one compiled program."""
-    return jax.tree.map(lambda x: np.concatenate([x, np.zeros((rows - len(x), *x.shape[1:]), x.dtype)]), tree)
+def _pad_rows(x: np.ndarray, rows: int) -> np.ndarray:
+    """Pads the leading axis to `rows`, so every chunk reuses one compiled program."""
+    return np.concatenate([x, np.zeros((rows - len(x), *x.shape[1:]), x.dtype)])
 
 
 class Generator:
