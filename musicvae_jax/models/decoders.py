@@ -10,19 +10,28 @@ three heads (one dense layer over 90 + 90 + 512 outputs, split).
 `teacher_forced` runs layer by layer over known inputs (fast; the U bars of
 a hierarchical batch go through as one batch of B*U sequences); `stepwise`
 runs every layer per step so that a sampled value can be fed back
-(scheduled sampling, generation).
+(generation); `scheduled_sampling` trains on a mix of true and fed-back
+inputs, with the teacher-forced pass's speed where it can.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from musicvae_jax.models.lstm import LSTMStackWeights, dot, out_major, run_stack, stack_step
+from musicvae_jax.models.lstm import (
+    LSTMStackWeights,
+    dot,
+    inverted_dropout_masks,
+    out_major,
+    run_stack,
+    stack_step,
+)
 from musicvae_jax.models.parts import Part
 
 
@@ -79,6 +88,14 @@ def split_parts(spec: CoreSpec, raw: jax.Array) -> list[jax.Array]:
     return jnp.split(raw, bounds, axis=-1)
 
 
+def dropout_masks(spec: CoreSpec, rng: jax.Array | None, batch: int, steps: int, cond_size: int) -> list | None:
+    """Keep masks [batch, steps, layer input] for every layer of the core; None without dropout."""
+    if rng is None or spec.dropout_keep >= 1.0:
+        return None
+    layer_inputs = [spec.input_depth + cond_size, *spec.sizes[:-1]]
+    return inverted_dropout_masks(rng, spec.dropout_keep, [(batch, steps, size) for size in layer_inputs])
+
+
 def teacher_forced(
     spec: CoreSpec,
     weights: dict,
@@ -86,7 +103,7 @@ def teacher_forced(
     prev_inputs: jax.Array,
     *,
     lengths: jax.Array | None = None,
-    dropout_rng: jax.Array | None = None,
+    keep_masks: list | None = None,
 ) -> jax.Array:
     """cond [N, C], prev_inputs [N, S, input_depth] -> raw outputs [N, S, input_depth]."""
     steps = prev_inputs.shape[1]
@@ -100,11 +117,18 @@ def teacher_forced(
         lengths=lengths,
         hoist_input_projection=spec.hoist_input_projection,
         unroll=spec.unroll,
-        dropout_keep=spec.dropout_keep if dropout_rng is not None else 1.0,
-        dropout_rng=dropout_rng,
+        keep_masks=keep_masks,
         sequence_vjp=spec.sequence_vjp,
     )
     return dot(outputs, weights["head_kernel"]) + weights["head_bias"]
+
+
+class Decoded(NamedTuple):
+    raw: jax.Array  # head outputs [N, S, input_depth]
+    values: list[jax.Array]  # sampled values per part, [N, S] tokens or [N, S, 27]
+    inputs: jax.Array  # the input fed at each step [N, S, input_depth] (without cond)
+    last: jax.Array  # the input the next step would get [N, input_depth]
+    carries: list  # final (c, h) per layer, so bars can continue one another
 
 
 def stepwise(
@@ -119,31 +143,22 @@ def stepwise(
     target_inputs: jax.Array | None = None,
     sampling_prob: float | jax.Array = 1.0,
     carries: list | None = None,
-    dropout: bool = False,
-) -> tuple[jax.Array, list[jax.Array], jax.Array, list]:
+    keep_masks: list | None = None,
+) -> Decoded:
     """Decodes step by step, feeding back samples.
 
     With `target_inputs` [N, S, input_depth] (scheduled sampling), each
     example's next input is its own sample with probability `sampling_prob`,
-    else the true previous value. Returns raw outputs [N, S, input_depth],
-    the sampled values per part ([N, S] tokens or [N, S, 27]), the last
-    input fed and the final carries (so bars can continue one another).
+    else the true previous value.
     """
     carries = initial_carries(spec, weights, cond) if carries is None else carries
-    layer_inputs = [spec.input_depth + cond.shape[-1], *spec.sizes[:-1]]
+    masks = None if keep_masks is None else [jnp.swapaxes(m, 0, 1) for m in keep_masks]
 
     def body(state, scanned):
         carries, prev = state
-        t, target = scanned
+        t, target, step_masks = scanned
         step_rng = jax.random.fold_in(rng, t)
-        keep_masks = None
-        if dropout and spec.dropout_keep < 1.0:
-            keep_masks = [
-                jax.random.bernoulli(jax.random.fold_in(step_rng, 100 + i), spec.dropout_keep, (cond.shape[0], size))
-                / spec.dropout_keep
-                for i, size in enumerate(layer_inputs)
-            ]
-        carries, h = stack_step(weights["lstm"], carries, jnp.concatenate([prev, cond], -1), keep_masks)
+        carries, h = stack_step(weights["lstm"], carries, jnp.concatenate([prev, cond], -1), step_masks)
         raw = dot(h, weights["head_kernel"]) + weights["head_bias"]
         values, vectors = [], []
         for i, (part, part_raw) in enumerate(zip(spec.parts, split_parts(spec, raw), strict=True)):
@@ -154,13 +169,61 @@ def stepwise(
         if target is not None:
             use_sample = jax.random.bernoulli(jax.random.fold_in(step_rng, 99), sampling_prob, (fed.shape[0], 1))
             fed = jnp.where(use_sample, fed, target)
-        return (carries, fed), (raw, values)
+        return (carries, fed), (raw, values, prev)
 
     targets = None if target_inputs is None else jnp.swapaxes(target_inputs, 0, 1)
-    (carries, last), (raw, values) = jax.lax.scan(
-        body, (carries, first_input), (jnp.arange(num_steps), targets), length=num_steps, unroll=spec.unroll
+    (carries, last), (raw, values, inputs) = jax.lax.scan(
+        body, (carries, first_input), (jnp.arange(num_steps), targets, masks), length=num_steps, unroll=spec.unroll
     )
-    return jnp.swapaxes(raw, 0, 1), [jnp.swapaxes(v, 0, 1) for v in values], last, carries
+    batch_major = lambda x: jnp.swapaxes(x, 0, 1)  # noqa: E731
+    return Decoded(batch_major(raw), [batch_major(v) for v in values], batch_major(inputs), last, carries)
+
+
+def scheduled_sampling(
+    spec: CoreSpec,
+    weights: dict,
+    cond: jax.Array,
+    target_inputs: jax.Array,
+    rng: jax.Array,
+    sampling_prob: float | jax.Array,
+    *,
+    keep_masks: list | None = None,
+) -> jax.Array:
+    """Raw outputs [N, S, input_depth] of a training pass that feeds back the model's own samples.
+
+    A sampled token carries no gradient, so when every part is categorical
+    the inputs are first found by a stepwise pass without gradients, and the
+    differentiated pass is a teacher-forced run over exactly those inputs,
+    which gets the sequence-level backward pass (models/lstm.py) instead of
+    autodiff through the step loop. Groove samples (velocities and offsets
+    are outputs) do carry gradient, so they stay stepwise.
+    """
+    first = jnp.zeros_like(target_inputs[:, 0])
+    steps = target_inputs.shape[1]
+    if spec.sequence_vjp and all(p.kind == "categorical" for p in spec.parts):
+        fed = stepwise(
+            spec,
+            jax.lax.stop_gradient(weights),
+            jax.lax.stop_gradient(cond),
+            first,
+            steps,
+            rng,
+            target_inputs=target_inputs,
+            sampling_prob=sampling_prob,
+            keep_masks=keep_masks,
+        ).inputs
+        return teacher_forced(spec, weights, cond, fed, keep_masks=keep_masks)
+    return stepwise(
+        spec,
+        weights,
+        cond,
+        first,
+        steps,
+        rng,
+        target_inputs=target_inputs,
+        sampling_prob=sampling_prob,
+        keep_masks=keep_masks,
+    ).raw
 
 
 def shift_right(vectors: jax.Array) -> jax.Array:

@@ -92,10 +92,24 @@ class LSTMStackWeights(nn.Module):
         return weights
 
 
+def _activations(gates: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """(i, g, f, o) = (sigmoid, tanh, sigmoid, sigmoid) of the four gate pre-activations.
+
+    As one tanh over the whole [..., 4H] array, with sigmoid(x) =
+    (1 + tanh(x / 2)) / 2: XLA's CPU backend runs that ~3x faster than four
+    slices with their own functions (BENCHMARKS.md).
+    """
+    hidden = gates.shape[-1] // 4
+    half, one = jnp.full((hidden,), 0.5, gates.dtype), jnp.ones((hidden,), gates.dtype)
+    t = jnp.tanh(gates * jnp.concatenate([half, one, half, half]))
+    i, g, f, o = jnp.split(t, 4, axis=-1)
+    return 0.5 * i + 0.5, g, 0.5 * f + 0.5, 0.5 * o + 0.5
+
+
 def _gates_to_carry(gates: jax.Array, c: jax.Array) -> Carry:
-    i, g, f, o = jnp.split(gates, 4, axis=-1)
-    c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-    return c, jax.nn.sigmoid(o) * jnp.tanh(c)
+    i, g, f, o = _activations(gates)
+    c = f * c + i * g
+    return c, o * jnp.tanh(c)
 
 
 def cell_step(w: LayerWeights, carry: Carry, x: jax.Array) -> Carry:
@@ -140,10 +154,17 @@ def run_layer(
     steps = inputs.shape[1]
     time_major = jnp.swapaxes(inputs, 0, 1)
     if sequence_vjp:
-        valid = jnp.ones((steps, inputs.shape[0], 1), jnp.float32)
-        if lengths is not None:
-            valid = (jnp.arange(steps)[:, None] < lengths[None, :]).astype(jnp.float32)[..., None]
-        outputs, c, h = _sequence_layer(unroll, w["w_x"], w["w_h"], w["b"], time_major, carry[0], carry[1], valid)
+        hs, cs = _sequence_layer(unroll, w["w_x"], w["w_h"], w["b"], time_major, carry[0], carry[1])
+        if lengths is None:
+            return jnp.swapaxes(hs, 0, 1), (cs[-1], hs[-1])
+        # Padding is at the end, so steps past a length can run unmasked: their
+        # outputs are zeroed here and the final carry is read at length - 1.
+        t = jnp.arange(steps)[:, None, None]
+        last = t == lengths[None, :, None] - 1
+        started = lengths[:, None] > 0
+        c = jnp.where(started, jnp.sum(jnp.where(last, cs, 0.0), axis=0), carry[0])
+        h = jnp.where(started, jnp.sum(jnp.where(last, hs, 0.0), axis=0), carry[1])
+        outputs = jnp.where(t < lengths[None, :, None], hs, 0.0)
         return jnp.swapaxes(outputs, 0, 1), (c, h)
     if hoist_input_projection:
         projected = dot(time_major, w["w_x"])
@@ -181,20 +202,29 @@ def run_stack(
     lengths: jax.Array | None = None,
     hoist_input_projection: bool = False,
     unroll: int = 1,
-    dropout_keep: float = 1.0,
-    dropout_rng: jax.Array | None = None,
+    keep_masks: Sequence[jax.Array] | None = None,
     sequence_vjp: bool = False,
 ) -> tuple[jax.Array, list[Carry]]:
-    """The stack layer by layer over a known sequence: [batch, T, in] -> [batch, T, H_top]."""
+    """The stack layer by layer over a known sequence: [batch, T, in] -> [batch, T, H_top].
+
+    `keep_masks` (see `inverted_dropout_masks`) multiply each layer's input.
+    """
     finals = []
     x = inputs
     for i, (w, carry) in enumerate(zip(weights, carries, strict=True)):
-        if dropout_keep < 1.0:
-            keep = jax.random.bernoulli(jax.random.fold_in(dropout_rng, i), dropout_keep, x.shape)
-            x = jnp.where(keep, x / dropout_keep, 0.0)
+        if keep_masks is not None:
+            x = x * keep_masks[i]
         x, final = run_layer(w, x, carry, lengths, hoist_input_projection, unroll, sequence_vjp)
         finals.append(final)
     return x, finals
+
+
+def inverted_dropout_masks(rng: jax.Array, keep: float, shapes: Sequence[tuple[int, ...]]) -> list[jax.Array]:
+    """Inverted-dropout multipliers (0 or 1 / keep), one array per layer input shape."""
+    return [
+        jax.random.bernoulli(jax.random.fold_in(rng, i), keep, shape).astype(jnp.float32) / keep
+        for i, shape in enumerate(shapes)
+    ]
 
 
 def reverse_by_length(x: jax.Array, lengths: jax.Array) -> jax.Array:
@@ -207,68 +237,59 @@ def reverse_by_length(x: jax.Array, lengths: jax.Array) -> jax.Array:
     return jnp.where(valid[..., None], gathered, 0.0)
 
 
-def _sequence_forward(unroll, w_x, w_h, b, xs, c0, h0, valid):
-    """The layer over time-major xs [T, B, in]; also returns what the backward pass needs."""
+def _sequence_forward(unroll, w_x, w_h, b, xs, c0, h0):
+    """The layer over time-major xs [T, B, in] -> (h, c) at every step; also what the backward pass needs."""
     projected = dot(xs, w_x) + b  # every step's input projection in one matmul
 
-    def body(carry, scanned):
+    def body(carry, x_proj):
         c, h = carry
-        x_proj, v = scanned
-        i, g, f, o = jnp.split(x_proj + dot(h, w_h), 4, axis=-1)
-        i, g, f, o = jax.nn.sigmoid(i), jnp.tanh(g), jax.nn.sigmoid(f), jax.nn.sigmoid(o)
-        c_new = f * c + i * g
-        h_new = o * jnp.tanh(c_new)
-        carry = (v * c_new + (1 - v) * c, v * h_new + (1 - v) * h)
-        return carry, (v * h_new, (i, g, f, o, c, h, c_new))
+        i, g, f, o = _activations(x_proj + dot(h, w_h))
+        c = f * c + i * g
+        h = o * jnp.tanh(c)
+        return (c, h), (h, c, (i, g, f, o))
 
-    (c, h), (outputs, saved) = jax.lax.scan(body, (c0, h0), (projected, valid), unroll=unroll)
-    return (outputs, c, h), saved
+    _, (hs, cs, gates) = jax.lax.scan(body, (c0, h0), projected, unroll=unroll)
+    return (hs, cs), gates
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _sequence_layer(unroll, w_x, w_h, b, xs, c0, h0, valid):
-    return _sequence_forward(unroll, w_x, w_h, b, xs, c0, h0, valid)[0]
+def _sequence_layer(unroll, w_x, w_h, b, xs, c0, h0):
+    return _sequence_forward(unroll, w_x, w_h, b, xs, c0, h0)[0]
 
 
-def _sequence_layer_fwd(unroll, w_x, w_h, b, xs, c0, h0, valid):
-    out, saved = _sequence_forward(unroll, w_x, w_h, b, xs, c0, h0, valid)
-    return out, (w_x, w_h, xs, valid, saved)
+def _sequence_layer_fwd(unroll, w_x, w_h, b, xs, c0, h0):
+    (hs, cs), gates = _sequence_forward(unroll, w_x, w_h, b, xs, c0, h0)
+    return (hs, cs), (w_x, w_h, xs, c0, h0, hs, cs, gates)
 
 
 def _sequence_layer_bwd(unroll, residuals, cotangents):
-    w_x, w_h, xs, valid, (i, g, f, o, c_prev, h_prev, c_new) = residuals
-    d_outputs, dc_last, dh_last = cotangents
+    w_x, w_h, xs, c0, h0, hs, cs, (i, g, f, o) = residuals
+    d_hs, d_cs = cotangents
+    c_prev = jnp.concatenate([c0[None], cs[:-1]])
+    h_prev = jnp.concatenate([h0[None], hs[:-1]])
 
     def body(carry, scanned):
         dc_next, dh_next = carry
-        d_out, v, i, g, f, o, c_prev, c_new = scanned
-        dh_new = v * (dh_next + d_out)
-        tanh_c = jnp.tanh(c_new)
-        dc = v * dc_next + dh_new * o * (1 - tanh_c**2)
+        d_h, d_c, i, g, f, o, c_prev, c = scanned
+        dh = dh_next + d_h
+        tanh_c = jnp.tanh(c)
+        dc = dc_next + d_c + dh * o * (1 - tanh_c**2)
         gates = jnp.concatenate(
-            [dc * g * i * (1 - i), dc * i * (1 - g**2), dc * c_prev * f * (1 - f), dh_new * tanh_c * o * (1 - o)],
+            [dc * g * i * (1 - i), dc * i * (1 - g**2), dc * c_prev * f * (1 - f), dh * tanh_c * o * (1 - o)],
             axis=-1,
         )
-        dh_prev = jnp.matmul(gates.astype(w_h.dtype), w_h, preferred_element_type=jnp.float32) + (1 - v) * dh_next
-        dc_prev = dc * f + (1 - v) * dc_next
-        return (dc_prev, dh_prev), gates
+        dh_prev = jnp.matmul(gates.astype(w_h.dtype), w_h, preferred_element_type=jnp.float32)
+        return (dc * f, dh_prev), gates
 
-    scanned = (d_outputs, valid, i, g, f, o, c_prev, c_new)
-    (dc0, dh0), d_gates = jax.lax.scan(body, (dc_last, dh_last), scanned, reverse=True, unroll=unroll)
+    zeros = jnp.zeros_like(c0)
+    scanned = (d_hs, d_cs, i, g, f, o, c_prev, cs)
+    (dc0, dh0), d_gates = jax.lax.scan(body, (zeros, zeros), scanned, reverse=True, unroll=unroll)
     # Weight gradients once over all steps: [4H, T*B] @ [T*B, in].
     d_w_x = jnp.einsum("tbg,tbi->gi", d_gates, xs, preferred_element_type=jnp.float32)
     d_w_h = jnp.einsum("tbg,tbh->gh", d_gates, h_prev, preferred_element_type=jnp.float32)
     d_b = d_gates.sum(axis=(0, 1))
     d_xs = jnp.matmul(d_gates.astype(w_x.dtype), w_x, preferred_element_type=jnp.float32)
-    return (
-        d_w_x.astype(w_x.dtype),
-        d_w_h.astype(w_h.dtype),
-        d_b,
-        d_xs.astype(xs.dtype),
-        dc0,
-        dh0,
-        jnp.zeros_like(valid),
-    )
+    return (d_w_x.astype(w_x.dtype), d_w_h.astype(w_h.dtype), d_b, d_xs.astype(xs.dtype), dc0, dh0)
 
 
 _sequence_layer.defvjp(_sequence_layer_fwd, _sequence_layer_bwd)

@@ -143,33 +143,23 @@ class MusicVAE(nn.Module):
                     core(cond.shape[-1]),
                     cond,
                     prev,
-                    dropout_rng=jax.random.fold_in(dropout_rng, i) if train else None,
+                    keep_masks=decoders.dropout_masks(
+                        spec, jax.random.fold_in(dropout_rng, i) if train else None, *prev.shape[:2], cond.shape[-1]
+                    ),
                 )
                 raw.append(out.reshape(batch_size, s.num_steps, -1))
         else:
             (spec,) = s.core_specs()
             weights = self.cores[0](s.z_size)
             vectors = decoders.concat_part_inputs(s.parts, targets)
+            masks = decoders.dropout_masks(spec, dropout_rng if train else None, *vectors.shape[:2], s.z_size)
             if scheduled_sampling:
-                out, _, _, _ = decoders.stepwise(
-                    spec,
-                    weights,
-                    z,
-                    jnp.zeros_like(vectors[:, 0]),
-                    s.num_steps,
-                    sampling_rng,
-                    target_inputs=vectors,
-                    sampling_prob=sampling_prob,
-                    dropout=train,
+                out = decoders.scheduled_sampling(
+                    spec, weights, z, vectors, sampling_rng, sampling_prob, keep_masks=masks
                 )
             else:
                 out = decoders.teacher_forced(
-                    spec,
-                    weights,
-                    z,
-                    decoders.shift_right(vectors),
-                    lengths=batch["lengths"],
-                    dropout_rng=dropout_rng if train else None,
+                    spec, weights, z, decoders.shift_right(vectors), lengths=batch["lengths"], keep_masks=masks
                 )
             raw = decoders.split_parts(spec, out)
         return {"raw": {p.name: r for p, r in zip(s.parts, raw, strict=True)}, "mu": mu, "sigma": sigma, "z": z}
@@ -181,7 +171,7 @@ class MusicVAE(nn.Module):
         if not s.hierarchical:
             weights = self.cores[0](s.z_size)
             first = jnp.zeros((z.shape[0], specs[0].input_depth), z.dtype)
-            _, values, _, _ = decoders.stepwise(specs[0], weights, z, first, s.num_steps, rng, temperature=temperature)
+            values = decoders.stepwise(specs[0], weights, z, first, s.num_steps, rng, temperature=temperature).values
             return {p.name: v for p, v in zip(s.parts, values, strict=True)}
         embeddings = self.conductor_embeddings(z)
         bar_steps = s.num_steps // s.num_bars
@@ -192,11 +182,9 @@ class MusicVAE(nn.Module):
             outs, new_lasts = [], []
             for i, (spec, w, last) in enumerate(zip(specs, weights, lasts, strict=True)):
                 bar_rng = jax.random.fold_in(jax.random.fold_in(rng, u), i)
-                _, (values,), fed, _ = decoders.stepwise(
-                    spec, w, cond, last, bar_steps, bar_rng, temperature=temperature
-                )
-                outs.append(values)
-                new_lasts.append(fed)
+                decoded = decoders.stepwise(spec, w, cond, last, bar_steps, bar_rng, temperature=temperature)
+                outs.append(decoded.values[0])
+                new_lasts.append(decoded.last)
             return new_lasts, outs
 
         firsts = [jnp.zeros((z.shape[0], spec.input_depth), z.dtype) for spec in specs]
