@@ -178,6 +178,7 @@ def main() -> None:
     parser.add_argument("--skip_input", action="store_true")
     parser.add_argument("--skip_sample", action="store_true")
     parser.add_argument("--out", default="bench/results")
+    parser.add_argument("--tag", default="", help="appended to the output files' names")
     args = parser.parse_args()
     names = [n for n in args.only.split(",") if n] or list(CONFIGS)
     unknown = set(names) - set(CONFIGS)
@@ -234,7 +235,7 @@ def main() -> None:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = f"suite-{results['backend']}-{results['date']}"
+    stem = "-".join(x for x in ("suite", results["backend"], results["date"], args.tag) if x)
     (out / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
     (out / f"{stem}.md").write_text(markdown(results))
     print(markdown(results))

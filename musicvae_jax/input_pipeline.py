@@ -51,95 +51,116 @@ def shard_paths(data_dir: str | Path, split: str, metadata: dict | None = None) 
     return [str(Path(data_dir) / name) for name in sorted(metadata["splits"][split]["shards"])]
 
 
-def model_arrays(example: dict[str, Any], fields: dict[str, dict]) -> dict[str, np.ndarray]:
-    """A record's fields cast for the model: [steps] tokens as int32, [steps, 9] groove values as float32."""
-    out = {}
-    for name, spec in fields.items():
-        array = np.asarray(example[name])
-        if list(array.shape) != list(spec["shape"]):
-            raise ValueError(f"record field {name} has shape {array.shape}, metadata says {spec['shape']}")
-        out[name] = array.astype(np.int32 if array.ndim == 1 else np.float32)
-    return out
+def batch_arrays(examples: list[dict[str, Any]], fields: dict[str, dict], batch_size: int) -> dict[str, np.ndarray]:
+    """Examples -> one batch for the model, padded with zero rows of weight 0 up to `batch_size`.
+
+    Tokens [steps] become int32 rows, groove values [steps, 9] float32 rows;
+    a field whose shape disagrees with the metadata is an error.
+    """
+    batch = {
+        name: np.zeros((batch_size, *spec["shape"]), np.int32 if len(spec["shape"]) == 1 else np.float32)
+        for name, spec in fields.items()
+    }
+    for row, example in enumerate(examples):
+        for name, spec in fields.items():
+            value = np.asarray(example[name])
+            if list(value.shape) != list(spec["shape"]):
+                raise ValueError(f"record field {name} has shape {value.shape}, metadata says {spec['shape']}")
+            batch[name][row] = value
+    weights = np.zeros(batch_size, np.float32)
+    weights[: len(examples)] = [e.get("weight", 1.0) for e in examples]
+    steps = next(iter(fields.values()))["shape"][0]
+    return {**batch, "lengths": np.full(batch_size, steps, np.int32), "weights": weights}
 
 
-_PADDING = b""  # what _ProcessRows yields past the end of a split
+class _BatchIndices(grain.MapDataset):
+    """Element b: the record indices of this process's rows of global batch b.
 
+    Training walks an endless run of epochs, each a fresh permutation of the
+    split drawn from (seed, epoch); eval walks the split once in order, and
+    -1 marks the padding rows of its last batch. Global batch b is positions
+    [b*G, (b+1)*G) of that run, and process p takes the p-th block of G/P.
+    A whole batch of indices at a time keeps Grain's per-element cost out of
+    the loader's per-example cost.
+    """
 
-class _ProcessRows(grain.MapDataset):
-    """One process's rows of each global batch: element k is global element (k // L) * G + p * L + k % L."""
-
-    def __init__(self, parent: grain.MapDataset, global_batch_size: int, process_index: int, process_count: int):
-        super().__init__(parent)
+    def __init__(
+        self,
+        num_records: int,
+        global_batch_size: int,
+        process_index: int,
+        process_count: int,
+        *,
+        train: bool,
+        seed: int,
+    ):
+        super().__init__()
+        self._num_records, self._global, self._train, self._seed = num_records, global_batch_size, train, seed
         self._local = global_batch_size // process_count
-        self._global = global_batch_size
         self._offset = process_index * self._local
-        self._parent_length = len(parent)
-        num_batches = -(-self._parent_length // global_batch_size)  # the last one padded
-        if self._parent_length >= sys.maxsize:  # repeated for ever
-            num_batches = self._parent_length // global_batch_size
-        self._length = num_batches * self._local
+        self._length = sys.maxsize if train else -(-num_records // global_batch_size)
+        self._permutations: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
         return self._length
 
-    def _parent_index(self, index: int) -> int:
-        batch, row = divmod(index, self._local)
-        return batch * self._global + self._offset + row
+    def _permutation(self, epoch: int) -> np.ndarray:
+        if epoch not in self._permutations:
+            if len(self._permutations) > 2:
+                self._permutations.pop(min(self._permutations))
+            self._permutations[epoch] = np.random.default_rng([self._seed, epoch]).permutation(self._num_records)
+        return self._permutations[epoch]
 
     def __getitem__(self, index):
         if isinstance(index, slice):
             return self.slice(index)
-        parent_index = self._parent_index(index)
-        return self._parent[parent_index] if parent_index < self._parent_length else _PADDING
+        positions = index * self._global + self._offset + np.arange(self._local)
+        if not self._train:
+            return np.where(positions < self._num_records, positions, -1)
+        epochs, within = np.divmod(positions, self._num_records)
+        indices = np.empty_like(positions)
+        for epoch in np.unique(epochs):
+            rows = epochs == epoch
+            indices[rows] = self._permutation(int(epoch))[within[rows]]
+        return indices
 
 
-class _Decode(grain.transforms.Map):
-    """Record bytes -> dict of the representation's arrays (cast for the model) and its weight."""
+class _ReadBatch(grain.transforms.Map):
+    """Record indices (-1: padding) -> the batch of those records' arrays, cast for the model."""
 
-    def __init__(self, fields: dict[str, dict]):
-        self._fields = fields
+    def __init__(self, source: grain.sources.ArrayRecordDataSource, fields: dict[str, dict]):
+        self._source, self._fields = source, fields
 
-    def map(self, data: bytes) -> dict[str, np.ndarray]:
-        if data == _PADDING:
-            arrays = {
-                name: np.zeros(spec["shape"], np.int32 if len(spec["shape"]) == 1 else np.float32)
-                for name, spec in self._fields.items()
-            }
-            return {**arrays, "weight": np.float32(0)}
-        return {**model_arrays(records.deserialize(data), self._fields), "weight": np.float32(1)}
+    def map(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+        examples = [records.deserialize(self._source[int(i)]) for i in indices if i >= 0]
+        return batch_arrays(examples, self._fields, len(indices))
 
 
 class _Transpose(grain.transforms.RandomMap):
-    """Shifts melodic tokens by a random number of semitones, or marks the window dropped."""
+    """Shifts each window's melodic tokens by a random number of semitones that keeps its notes in range.
+
+    A row's shift is drawn uniformly from the shifts in [low, high] under
+    which every note of all its melodic parts stays a valid note-on (all of
+    [low, high] for a row without notes, 0 when none fits), so no window is
+    dropped and batches keep their size.
+    """
 
     def __init__(self, fields: tuple[str, ...], low: int, high: int):
         self._fields, self._low, self._high = fields, low, high
 
-    def random_map(self, example: dict, rng: np.random.Generator) -> dict:
-        shift = int(rng.integers(self._low, self._high + 1))
-        out = dict(example)
+    def random_map(self, batch: dict, rng: np.random.Generator) -> dict:
+        tokens = np.concatenate([batch[name] for name in self._fields], axis=1)
+        notes = tokens >= FIRST_NOTE_ON
+        lowest = np.where(notes, tokens, MELODY_CLASSES).min(axis=1)
+        highest = np.where(notes, tokens, FIRST_NOTE_ON - 1).max(axis=1)
+        low = np.maximum(self._low, np.where(notes.any(axis=1), FIRST_NOTE_ON - lowest, self._low))
+        high = np.minimum(self._high, np.where(notes.any(axis=1), MELODY_CLASSES - 1 - highest, self._high))
+        fits = low <= high
+        shift = np.where(fits, rng.integers(np.where(fits, low, 0), np.where(fits, high, 0) + 1), 0)[:, None]
+        out = dict(batch)
         for name in self._fields:
-            tokens = example[name]
-            notes = tokens >= FIRST_NOTE_ON
-            shifted = np.where(notes, tokens + shift, tokens)
-            if (shifted[notes] < FIRST_NOTE_ON).any() or (shifted[notes] >= MELODY_CLASSES).any():
-                return {"_drop": True}
-            out[name] = shifted
+            out[name] = np.where(batch[name] >= FIRST_NOTE_ON, batch[name] + shift, batch[name]).astype(np.int32)
         return out
-
-
-def stack_examples(examples: list[dict], batch_size: int) -> dict[str, np.ndarray]:
-    """Stacks examples (weight 1 unless one says otherwise), padding with zero rows of weight 0 to `batch_size`."""
-    weights = np.zeros(batch_size, np.float32)
-    weights[: len(examples)] = [e.get("weight", 1.0) for e in examples]
-    batch = {k: np.stack([e[k] for e in examples]) for k in examples[0] if k != "weight"}
-    real = len(examples)
-    if real < batch_size:
-        batch = {k: np.concatenate([v, np.zeros((batch_size - real, *v.shape[1:]), v.dtype)]) for k, v in batch.items()}
-    steps = next(iter(batch.values())).shape[1]
-    batch["lengths"] = np.full(batch_size, steps, np.int32)
-    batch["weights"] = weights
-    return batch
 
 
 def make_dataset(
@@ -157,7 +178,6 @@ def make_dataset(
     """The Grain pipeline for one process's share of a split (see module docstring)."""
     if global_batch_size % process_count:
         raise ValueError(f"batch size {global_batch_size} does not divide over {process_count} processes")
-    batch_size = global_batch_size // process_count
     metadata = load_metadata(data_dir)
     representation = get_representation(metadata["representation"])
     low, high = transpose_range
@@ -167,18 +187,13 @@ def make_dataset(
         raise ValueError(f"transpose_range {transpose_range}: low end is above high end")
 
     source = grain.sources.ArrayRecordDataSource(shard_paths(data_dir, split, metadata))
-    ds = grain.MapDataset.source(source)
-    if len(ds) == 0:
+    if len(source) == 0:
         raise ValueError(f"{data_dir}: split {split!r} has no examples")
-    if train:
-        ds = ds.shuffle(seed=seed).repeat()
-    ds = _ProcessRows(ds, global_batch_size, process_index, process_count)
-    ds = ds.map(_Decode(metadata["fields"]))
+    ds = _BatchIndices(len(source), global_batch_size, process_index, process_count, train=train, seed=seed)
+    ds = ds.map(_ReadBatch(source, metadata["fields"]))
     if (low, high) != (0, 0):
         ds = ds.random_map(_Transpose(representation.melodic_fields, low, high), seed=seed + 1)
-        ds = ds.filter(lambda example: "_drop" not in example)
     ids = ds.to_iter_dataset(grain.ReadOptions(num_threads=0, prefetch_buffer_size=0))
-    ids = ids.batch(batch_size, drop_remainder=train, batch_fn=lambda examples: stack_examples(examples, batch_size))
     if num_workers > 0:
         if not flags.FLAGS.is_parsed():  # Grain's workers read absl flags; outside an absl app, use defaults
             flags.FLAGS.mark_as_parsed()

@@ -91,11 +91,10 @@ class Generator:
     def encode(self, examples: list[dict]) -> tuple[np.ndarray, np.ndarray]:
         """(mu, sigma) [N, z_size] of the examples, CHUNK at a time."""
         fields = {k: v.as_dict() for k, v in self.representation.fields.items()}
-        arrays = [input_pipeline.model_arrays(e, fields) for e in examples]
-        rows = min(len(arrays), CHUNK)
+        rows = min(len(examples), CHUNK)
         mus, sigmas = [], []
-        for part in _chunks(len(arrays), "encoding"):
-            batch = input_pipeline.stack_examples(arrays[part], rows)
+        for part in _chunks(len(examples), "encoding"):
+            batch = input_pipeline.batch_arrays(examples[part], fields, rows)
             mu, sigma = self._encode(self.params, batch)
             n = part.stop - part.start
             mus.append(np.asarray(mu)[:n])
