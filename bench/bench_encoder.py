@@ -37,7 +37,8 @@ from musicvae_jax.models.vae import ModelSpec  # noqa: E402
 
 
 def _median_seconds(fn, steps: int) -> float:
-    fn()  # warm-up (and compilation)
+    for _ in range(3):  # warm-up (and compilation)
+        fn()
     times = []
     for _ in range(steps):
         start = time.perf_counter()

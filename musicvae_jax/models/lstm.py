@@ -23,7 +23,10 @@ whole [4H, in] matrix through memory T times (BENCHMARKS.md measures both).
 Kernels are stored [out, in] (torch's layout) and `dot` contracts the
 activations' last axis with the kernel's last: with a small batch, XLA's CPU
 matmul is 1.5-2.5x faster this way than with [in, out] kernels (measured in
-BENCHMARKS.md), and accelerators do not mind.
+BENCHMARKS.md), and accelerators do not mind. The sequence pass goes one
+further and runs feature-major, the state transposed to [H, batch] and each
+step's product W_h @ h with the weights on the left, which is faster again
+for the few-row products of a recurrence (bench/bench_layout.py).
 
 Mixed precision: weight modules hand out their kernels cast to `dtype`
 (parameters stay float32), and `dot` multiplies in the kernel's dtype with
@@ -92,17 +95,17 @@ class LSTMStackWeights(nn.Module):
         return weights
 
 
-def _activations(gates: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-    """(i, g, f, o) = (sigmoid, tanh, sigmoid, sigmoid) of the four gate pre-activations.
+def _activations(gates: jax.Array, axis: int = -1) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """(i, g, f, o) = (sigmoid, tanh, sigmoid, sigmoid) of the four gate pre-activations along `axis`.
 
     As one tanh over the whole [..., 4H] array, with sigmoid(x) =
     (1 + tanh(x / 2)) / 2: XLA's CPU backend runs that ~3x faster than four
     slices with their own functions (BENCHMARKS.md).
     """
-    hidden = gates.shape[-1] // 4
+    hidden = gates.shape[axis] // 4
     half, one = jnp.full((hidden,), 0.5, gates.dtype), jnp.ones((hidden,), gates.dtype)
-    t = jnp.tanh(gates * jnp.concatenate([half, one, half, half]))
-    i, g, f, o = jnp.split(t, 4, axis=-1)
+    scale = jnp.concatenate([half, one, half, half]).reshape([-1] + [1] * (gates.ndim - 1 - axis % gates.ndim))
+    i, g, f, o = jnp.split(jnp.tanh(gates * scale), 4, axis=axis)
     return 0.5 * i + 0.5, g, 0.5 * f + 0.5, 0.5 * o + 0.5
 
 
@@ -238,35 +241,50 @@ def reverse_by_length(x: jax.Array, lengths: jax.Array) -> jax.Array:
 
 
 def _sequence_forward(unroll, w_x, w_h, b, xs, c0, h0):
-    """The layer over time-major xs [T, B, in] -> (h, c) at every step; also what the backward pass needs."""
-    projected = dot(xs, w_x) + b  # every step's input projection in one matmul
+    """The layer over time-major xs [T, B, in] -> (h, c) at every step, [T, H, B]; also what the backward pass needs.
+
+    Runs feature-major: the carry is (c, h) transposed, [H, B], and each step
+    computes gates [4H, B] = W_h [4H, H] @ h [H, B]; with few rows XLA's CPU
+    matmul is up to 2.6x faster with the weights on the left (bench_layout.py).
+    """
+    projected = jnp.einsum("gi,tbi->tgb", w_x, xs.astype(w_x.dtype), preferred_element_type=jnp.float32)
+    projected = projected + b[:, None]  # every step's input projection in one matmul
 
     def body(carry, x_proj):
         c, h = carry
-        i, g, f, o = _activations(x_proj + dot(h, w_h))
+        gates = x_proj + jnp.matmul(w_h, h.astype(w_h.dtype), preferred_element_type=jnp.float32)
+        i, g, f, o = _activations(gates, axis=0)
         c = f * c + i * g
         h = o * jnp.tanh(c)
         return (c, h), (h, c, (i, g, f, o))
 
-    _, (hs, cs, gates) = jax.lax.scan(body, (c0, h0), projected, unroll=unroll)
+    _, (hs, cs, gates) = jax.lax.scan(body, (c0.T, h0.T), projected, unroll=unroll)
     return (hs, cs), gates
+
+
+def _batch_major(x: jax.Array) -> jax.Array:
+    """[T, H, B] -> [T, B, H]."""
+    return jnp.swapaxes(x, 1, 2)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _sequence_layer(unroll, w_x, w_h, b, xs, c0, h0):
-    return _sequence_forward(unroll, w_x, w_h, b, xs, c0, h0)[0]
+    """(hs, cs) [T, B, H] of the layer over xs [T, B, in] from the carry (c0, h0) [B, H]."""
+    hs, cs = _sequence_forward(unroll, w_x, w_h, b, xs, c0, h0)[0]
+    return _batch_major(hs), _batch_major(cs)
 
 
 def _sequence_layer_fwd(unroll, w_x, w_h, b, xs, c0, h0):
     (hs, cs), gates = _sequence_forward(unroll, w_x, w_h, b, xs, c0, h0)
-    return (hs, cs), (w_x, w_h, xs, c0, h0, hs, cs, gates)
+    return (_batch_major(hs), _batch_major(cs)), (w_x, w_h, xs, c0, h0, hs, cs, gates)
 
 
 def _sequence_layer_bwd(unroll, residuals, cotangents):
-    w_x, w_h, xs, c0, h0, hs, cs, (i, g, f, o) = residuals
-    d_hs, d_cs = cotangents
-    c_prev = jnp.concatenate([c0[None], cs[:-1]])
-    h_prev = jnp.concatenate([h0[None], hs[:-1]])
+    w_x, w_h, xs, c0, h0, hs, cs, (i, g, f, o) = residuals  # hs, cs, gates feature-major [T, H, B]
+    d_hs, d_cs = (_batch_major(d) for d in cotangents)
+    c_prev = jnp.concatenate([c0.T[None], cs[:-1]])
+    h_prev = jnp.concatenate([h0.T[None], hs[:-1]])
+    w_h_t = w_h.T  # [H, 4H], so that each step's matmul again has the weights on the left
 
     def body(carry, scanned):
         dc_next, dh_next = carry
@@ -276,20 +294,20 @@ def _sequence_layer_bwd(unroll, residuals, cotangents):
         dc = dc_next + d_c + dh * o * (1 - tanh_c**2)
         gates = jnp.concatenate(
             [dc * g * i * (1 - i), dc * i * (1 - g**2), dc * c_prev * f * (1 - f), dh * tanh_c * o * (1 - o)],
-            axis=-1,
+            axis=0,
         )
-        dh_prev = jnp.matmul(gates.astype(w_h.dtype), w_h, preferred_element_type=jnp.float32)
+        dh_prev = jnp.matmul(w_h_t, gates.astype(w_h.dtype), preferred_element_type=jnp.float32)
         return (dc * f, dh_prev), gates
 
-    zeros = jnp.zeros_like(c0)
+    zeros = jnp.zeros_like(c0.T)
     scanned = (d_hs, d_cs, i, g, f, o, c_prev, cs)
     (dc0, dh0), d_gates = jax.lax.scan(body, (zeros, zeros), scanned, reverse=True, unroll=unroll)
     # Weight gradients once over all steps: [4H, T*B] @ [T*B, in].
-    d_w_x = jnp.einsum("tbg,tbi->gi", d_gates, xs, preferred_element_type=jnp.float32)
-    d_w_h = jnp.einsum("tbg,tbh->gh", d_gates, h_prev, preferred_element_type=jnp.float32)
-    d_b = d_gates.sum(axis=(0, 1))
-    d_xs = jnp.matmul(d_gates.astype(w_x.dtype), w_x, preferred_element_type=jnp.float32)
-    return (d_w_x.astype(w_x.dtype), d_w_h.astype(w_h.dtype), d_b, d_xs.astype(xs.dtype), dc0, dh0)
+    d_w_x = jnp.einsum("tgb,tbi->gi", d_gates, xs, preferred_element_type=jnp.float32)
+    d_w_h = jnp.einsum("tgb,thb->gh", d_gates, h_prev, preferred_element_type=jnp.float32)
+    d_b = d_gates.sum(axis=(0, 2))
+    d_xs = jnp.einsum("tgb,gi->tbi", d_gates.astype(w_x.dtype), w_x, preferred_element_type=jnp.float32)
+    return (d_w_x.astype(w_x.dtype), d_w_h.astype(w_h.dtype), d_b, d_xs.astype(xs.dtype), dc0.T, dh0.T)
 
 
 _sequence_layer.defvjp(_sequence_layer_fwd, _sequence_layer_bwd)
