@@ -2,7 +2,7 @@
 
     python bench/bench_encoder.py --only drums_2bar_small,mel_16bar_hier --batch 32 --batch_16bar 4 --steps 10
 
-For each config at its reference size: forward and backward of the
+For each config at its reference size (or its `tiny` variant, --size tiny, batch 32): forward and backward of the
 bidirectional encoder (loss: sum of mu and sigma) in ours and in
 `torch.nn.LSTM` (bench/torch_musicvae.py's encoder), and the whole teacher-
 forced training step of both (bench/suite.py's timing), in one process,
@@ -88,8 +88,9 @@ def torch_seconds(spec: ModelSpec, inputs: np.ndarray, steps: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="drums_2bar_small,mel_2bar_small,mel_2bar_big,mel_16bar_hier,trio_16bar_hier")
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--batch_16bar", type=int, default=4)
+    parser.add_argument("--size", choices=("real", "tiny"), default="real")
+    parser.add_argument("--batch", type=int, default=32, help="batch of the 2-bar configs at reference size")
+    parser.add_argument("--batch_16bar", type=int, default=4, help="batch of the 16-bar configs at reference size")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--steps_16bar", type=int, default=3)
     args = parser.parse_args()
@@ -106,9 +107,9 @@ def main() -> None:
     for name in args.only.split(","):
         if name not in CONFIGS:
             sys.exit(f"--only: unknown config {name!r}; known: {', '.join(CONFIGS)}")
-        config = config_for(name, "real", args.batch, args.batch_16bar)
+        config = config_for(name, args.size, args.batch, args.batch_16bar)
         spec = train.model_spec(config)
-        steps = args.steps_16bar if name in SIXTEEN_BAR else args.steps
+        steps = args.steps_16bar if name in SIXTEEN_BAR and args.size == "real" else args.steps
         inputs = encoder_inputs(spec, config.batch_size)
         encoder_flops = 3 * _lstm(spec.num_steps, inputs.shape[-1], spec.encoder_sizes, True) * config.batch_size
         share = encoder_flops / train_step_flops(spec, config.batch_size)

@@ -199,31 +199,13 @@ def scheduled_sampling(
     are outputs) do carry gradient, so they stay stepwise.
     """
     first = jnp.zeros_like(target_inputs[:, 0])
+    feeding = dict(target_inputs=target_inputs, sampling_prob=sampling_prob, keep_masks=keep_masks)
     steps = target_inputs.shape[1]
     if spec.sequence_vjp and all(p.kind == "categorical" for p in spec.parts):
-        fed = stepwise(
-            spec,
-            jax.lax.stop_gradient(weights),
-            jax.lax.stop_gradient(cond),
-            first,
-            steps,
-            rng,
-            target_inputs=target_inputs,
-            sampling_prob=sampling_prob,
-            keep_masks=keep_masks,
-        ).inputs
+        frozen, frozen_cond = jax.lax.stop_gradient(weights), jax.lax.stop_gradient(cond)
+        fed = stepwise(spec, frozen, frozen_cond, first, steps, rng, **feeding).inputs
         return teacher_forced(spec, weights, cond, fed, keep_masks=keep_masks)
-    return stepwise(
-        spec,
-        weights,
-        cond,
-        first,
-        steps,
-        rng,
-        target_inputs=target_inputs,
-        sampling_prob=sampling_prob,
-        keep_masks=keep_masks,
-    ).raw
+    return stepwise(spec, weights, cond, first, steps, rng, **feeding).raw
 
 
 def shift_right(vectors: jax.Array) -> jax.Array:
