@@ -7,8 +7,9 @@ drum roll) is computed on the device inside the jitted step, which moves
   groove fields       float32 [batch, steps, 9]   (hits, velocities, offsets)
   lengths             int32 [batch]
   weights             float32 [batch]             (0 for padding rows of the last eval batch)
-Training repeats and reshuffles every epoch and drops the remainder; eval
-makes one ordered pass with the last batch padded to full size.
+Training walks an endless run of epochs, each reshuffled (a batch may span
+two); eval makes one ordered pass with the last batch padded to full size.
+Each Grain element is a whole batch, read and decoded in one call.
 
 Each process reads only its own rows of every global batch: the split is
 shuffled (or kept in order) the same way on every process, global batch b is
