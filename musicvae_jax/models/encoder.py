@@ -1,8 +1,9 @@
 """Bidirectional LSTM encoder: sequence -> (mu, sigma) of q(z | x).
 
-Both directions of a layer run as one batched scan (the weights stacked on a
-leading axis of 2 and the scan vmapped over it). Each layer after the first
-reads both directions' outputs. h is the final state of the top forward and
+The two directions of a layer run one after the other: as one vmapped scan,
+or as two scans XLA may run at once, they competed for the CPU's cores and
+were 3-8% slower (BENCHMARKS.md). Each layer after the first reads both
+directions' outputs. h is the final state of the top forward and
 top backward layers; mu = W h + b, sigma = softplus(W' h + b').
 """
 
@@ -31,19 +32,19 @@ class BidirectionalEncoder(nn.Module):
         dtype = jnp.dtype(self.compute_dtype)
         forward = LSTMStackWeights(self.sizes, True, dtype, name="forward")(inputs.shape[-1])
         backward = LSTMStackWeights(self.sizes, True, dtype, name="backward")(inputs.shape[-1])
-        run_both = jax.vmap(
-            lambda w, x, carry: run_layer(
-                w, x, carry, lengths, self.hoist_input_projection, self.unroll, self.sequence_vjp
-            )
-        )
+
+        def run(w, x):
+            carry = zero_carries([w["w_h"].shape[1]], x.shape[0], x.dtype)[0]
+            return run_layer(w, x, carry, lengths, self.hoist_input_projection, self.unroll, self.sequence_vjp)
+
         x = inputs
-        for i, size in enumerate(self.sizes):
-            weights = jax.tree.map(lambda f, b: jnp.stack([f, b]), forward[i], backward[i])
-            both = jnp.stack([x, reverse_by_length(x, lengths)])
-            carries = jax.tree.map(lambda a: jnp.stack([a, a]), zero_carries([size], x.shape[0], x.dtype)[0])
-            outputs, (_, final_h) = run_both(weights, both, carries)
-            x = jnp.concatenate([outputs[0], reverse_by_length(outputs[1], lengths)], axis=-1)
-        h = jnp.concatenate([final_h[0], final_h[1]], axis=-1)
+        for i in range(len(self.sizes)):
+            ahead, (_, h_ahead) = run(forward[i], x)
+            # One direction after the other: run side by side, their scans compete for the cores.
+            ahead, reversed_x = jax.lax.optimization_barrier((ahead, reverse_by_length(x, lengths)))
+            behind, (_, h_behind) = run(backward[i], reversed_x)
+            x = jnp.concatenate([ahead, reverse_by_length(behind, lengths)], axis=-1)
+        h = jnp.concatenate([h_ahead, h_behind], axis=-1)
         mu = nn.Dense(self.z_size, dtype=dtype, name="mu")(h).astype(jnp.float32)
         sigma = jax.nn.softplus(nn.Dense(self.z_size, dtype=dtype, name="sigma")(h).astype(jnp.float32))
         return mu, sigma
