@@ -2,14 +2,14 @@
 
     python bench/bench_encoder.py --only drums_2bar_small,mel_16bar_hier --batch 32 --batch_16bar 4 --steps 10
 
-For each config at its reference size (or its `tiny` variant, --size tiny, batch 32): forward and backward of the
-bidirectional encoder (loss: sum of mu and sigma) in ours and in
-`torch.nn.LSTM` (bench/torch_musicvae.py's encoder), and the whole teacher-
-forced training step of both (bench/suite.py's timing), in one process,
-medians after a warm-up. Speed ratios are torch's time over ours. "rest" is the step less the encoder: decoders,
-heads, loss and optimizer. The encoder is the same computation in both
-frameworks (a bidirectional stack over every step); only the decoders differ
-in how they are scheduled.
+For each config at its reference size (or its `tiny` variant with
+--size tiny, batch 32): forward and backward of the bidirectional encoder
+(loss: sum of mu and sigma) in ours and in `torch.nn.LSTM`, and the whole
+teacher-forced training step of both (bench/suite.py's timing), in one
+process, medians after a warm-up. Speed ratios are torch's time over ours.
+"rest" is the step less the encoder: decoders, heads, loss and optimizer.
+The encoder is the same computation in both frameworks (a bidirectional
+stack over every step); only the decoders differ in how they are scheduled.
 """
 
 from __future__ import annotations

@@ -154,10 +154,10 @@ class _Transpose(grain.transforms.RandomMap):
         notes = tokens >= FIRST_NOTE_ON
         lowest = np.where(notes, tokens, MELODY_CLASSES).min(axis=1)
         highest = np.where(notes, tokens, FIRST_NOTE_ON - 1).max(axis=1)
-        low = np.maximum(self._low, np.where(notes.any(axis=1), FIRST_NOTE_ON - lowest, self._low))
-        high = np.minimum(self._high, np.where(notes.any(axis=1), MELODY_CLASSES - 1 - highest, self._high))
-        fits = low <= high
-        shift = np.where(fits, rng.integers(np.where(fits, low, 0), np.where(fits, high, 0) + 1), 0)[:, None]
+        has_notes = notes.any(axis=1)
+        low = np.where(has_notes, np.maximum(self._low, FIRST_NOTE_ON - lowest), self._low)
+        high = np.where(has_notes, np.minimum(self._high, MELODY_CLASSES - 1 - highest), self._high)
+        shift = np.where(low <= high, rng.integers(np.minimum(low, high), high + 1), 0)[:, None]
         out = dict(batch)
         for name in self._fields:
             out[name] = np.where(batch[name] >= FIRST_NOTE_ON, batch[name] + shift, batch[name]).astype(np.int32)
