@@ -2,6 +2,7 @@
 
     python bench/suite.py                                   # everything, CPU-sized batches
     python bench/suite.py --only mel_2bar_small,trio_16bar_hier --steps 20 --out bench/results
+    python bench/suite.py --precision bfloat16 --skip_input   # both sides in mixed precision
 
 For each config, at its reference sizes with a batch that fits the machine
 (--batch, --batch_16bar) and as its `tiny` variant: compile time, median
@@ -13,6 +14,10 @@ bench/torch_musicvae.py), same batch and sequence length, timed the same
 way with denormals flushed to zero as XLA does, and the ratio of examples/s
 (ours / theirs). Both train with teacher
 forcing (scheduled sampling off), so the comparison is the same work.
+With --precision bfloat16 both sides train in mixed precision: ours with
+config.model.compute_dtype=bfloat16, PyTorch's forward under
+torch.autocast("cpu", bfloat16); the header then also gives each
+framework's bfloat16 matmul.
 Then the Grain loader's batches/s with 0 and 2 worker processes against
 what the step consumes, and the time to sample 32 sequences per family.
 """
@@ -52,10 +57,10 @@ def jax_matmul_flops() -> tuple[float, str]:
     return matmul_flops_per_second(size, dtype=dtype), f"{jnp.dtype(dtype).name} {size}x{size}"
 
 
-def torch_matmul_flops(size: int = 2048, repeats: int = 10) -> float:
+def torch_matmul_flops(size: int = 2048, repeats: int = 10, dtype: str = "float32") -> float:
     import torch
 
-    a = torch.randn(size, size)
+    a = torch.randn(size, size).to(getattr(torch, dtype))
     a @ a
     times = []
     for _ in range(repeats):
@@ -65,13 +70,14 @@ def torch_matmul_flops(size: int = 2048, repeats: int = 10) -> float:
     return 2 * size**3 / statistics.median(times)
 
 
-def config_for(name: str, size: str, batch: int, batch_16bar: int):
+def config_for(name: str, size: str, batch: int, batch_16bar: int, precision: str = "float32"):
     module, variant = CONFIGS[name]
     config = module.get_config(",".join(v for v in (variant, "tiny" if size == "tiny" else "") if v))
     if size == "real":
         config.batch_size = batch_16bar if name in SIXTEEN_BAR else batch
     config.train.sampling_schedule = "constant"
     config.train.sampling_rate = 0.0
+    config.model.compute_dtype = precision
     return config
 
 
@@ -85,6 +91,7 @@ def time_torch(config, steps: int) -> dict | None:
         return None
     torch.manual_seed(0)
     model = TorchMusicVAE(spec)
+    autocast = torch.bfloat16 if config.model.compute_dtype == "bfloat16" else None
     batch = random_batch(spec.representation, config.batch_size)
     one_hots = [
         torch.nn.functional.one_hot(torch.from_numpy(batch[p.name]).long(), p.depth).float() for p in spec.parts
@@ -94,7 +101,9 @@ def time_torch(config, steps: int) -> dict | None:
         for p, one_hot in zip(spec.parts, one_hots, strict=True)
     ]
     encoder_inputs = torch.cat(features, dim=-1)
-    step = make_step(model, config.train.learning_rate, config.train.clip_norm, config.train.free_bits, 0.2)
+    step = make_step(
+        model, config.train.learning_rate, config.train.clip_norm, config.train.free_bits, 0.2, autocast=autocast
+    )
     step(encoder_inputs, one_hots)  # warm-up
     times = []
     for _ in range(steps):
@@ -133,9 +142,16 @@ def input_rates(representations: dict[str, float], batch: int, batches: int) -> 
 def markdown(results: dict) -> str:
     lines = [
         f"Machine: {results['machine']}, backend {results['backend']}, jax {results['jax']}, "
-        f"torch {results.get('torch', '-')}, {results['date']}.",
+        f"torch {results.get('torch', '-')}, {results['date']}; precision {results.get('precision', 'float32')}.",
         f"In-process matmul ({results['matmul']}): JAX {results['jax_matmul_gflops']:.0f} GFLOP/s"
         + (f", PyTorch {results['torch_matmul_gflops']:.0f} GFLOP/s." if "torch_matmul_gflops" in results else "."),
+    ]
+    if "jax_bf16_matmul_gflops" in results:
+        lines.append(
+            f"bfloat16 matmul of the same size: JAX {results['jax_bf16_matmul_gflops']:.0f} GFLOP/s"
+            + (f", PyTorch {results['torch_bf16_matmul_gflops']:.0f} GFLOP/s." if "torch" in results else ".")
+        )
+    lines += [
         "",
         "| config | size | batch | steps | compile s | step s | examples/s | GFLOP/step | GFLOP/s | of matmul "
         "| torch step s | torch examples/s | ours / torch |",
@@ -179,6 +195,9 @@ def main() -> None:
     parser.add_argument("--skip_sample", action="store_true")
     parser.add_argument("--out", default="bench/results")
     parser.add_argument("--tag", default="", help="appended to the output files' names")
+    parser.add_argument(
+        "--precision", choices=("float32", "bfloat16"), default="float32", help="both frameworks' matmul precision"
+    )
     args = parser.parse_args()
     names = [n for n in args.only.split(",") if n] or list(CONFIGS)
     unknown = set(names) - set(CONFIGS)
@@ -194,6 +213,7 @@ def main() -> None:
         "command": " ".join(["python", *sys.argv]),
         "matmul": matmul,
         "jax_matmul_gflops": peak / 1e9,
+        "precision": args.precision,
         "train": [],
         "input": [],
         "sample": [],
@@ -206,6 +226,10 @@ def main() -> None:
         torch.set_flush_denormal(True)
         results["torch"] = torch.__version__
         results["torch_matmul_gflops"] = torch_matmul_flops() / 1e9
+    if args.precision == "bfloat16" and jax.default_backend() == "cpu":
+        results["jax_bf16_matmul_gflops"] = matmul_flops_per_second(2048, dtype=jnp.bfloat16) / 1e9
+        if not args.skip_torch:
+            results["torch_bf16_matmul_gflops"] = torch_matmul_flops(dtype="bfloat16") / 1e9
     print(f"{results['machine']}; matmul {matmul}: {peak / 1e9:.0f} GFLOP/s")
 
     consumption: dict[str, float] = {}
@@ -213,7 +237,7 @@ def main() -> None:
         for size in args.sizes.split(","):
             if size == "tiny" and CONFIGS[name][1] == "big":
                 continue
-            config = config_for(name, size, args.batch, args.batch_16bar)
+            config = config_for(name, size, args.batch, args.batch_16bar, args.precision)
             steps = args.steps_16bar if size == "real" and name in SIXTEEN_BAR and args.steps_16bar else args.steps
             row = {"config": name, "size": size, "batch": config.batch_size, "steps": steps}
             row.update(time_config(config, steps))
@@ -229,13 +253,14 @@ def main() -> None:
         results["input"] = input_rates(consumption, 512, 100)
     if not args.skip_sample:
         for name in names:
-            config = config_for(name, "real", args.batch, args.batch_16bar)
+            config = config_for(name, "real", args.batch, args.batch_16bar, args.precision)
             results["sample"].append({"config": name, "seconds": sample_seconds(config)[1]})
             print(f"sample 32 {name}: {results['sample'][-1]['seconds']:.3f} s", flush=True)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = "-".join(x for x in ("suite", results["backend"], results["date"], args.tag) if x)
+    precision = "" if args.precision == "float32" else args.precision
+    stem = "-".join(x for x in ("suite", results["backend"], precision, results["date"], args.tag) if x)
     (out / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
     (out / f"{stem}.md").write_text(markdown(results))
     print(markdown(results))

@@ -15,6 +15,8 @@ Needs `pip install torch==2.13.0` (CPU build); a benchmark dependency only.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -106,13 +108,23 @@ class TorchMusicVAE(nn.Module):
         return [torch.cat(parts, dim=1) for parts in logits]
 
 
-def make_step(model: TorchMusicVAE, learning_rate: float, clip_norm: float, free_bits: float, beta: float):
-    """One training step on a batch of one-hot parts: forward, backward, clip, Adam."""
+def make_step(
+    model: TorchMusicVAE,
+    learning_rate: float,
+    clip_norm: float,
+    free_bits: float,
+    beta: float,
+    autocast: torch.dtype | None = None,
+):
+    """One training step on a batch of one-hot parts: forward (under autocast to that dtype, if given), backward,
+    clip, Adam; parameters and optimizer state stay float32."""
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
 
     def step(encoder_inputs: torch.Tensor, one_hots: list[torch.Tensor]) -> float:
         optimizer.zero_grad(set_to_none=True)
-        loss = model(encoder_inputs, one_hots, free_bits, beta)
+        context = torch.autocast("cpu", dtype=autocast) if autocast else contextlib.nullcontext()
+        with context:
+            loss = model(encoder_inputs, one_hots, free_bits, beta)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
         optimizer.step()

@@ -3,14 +3,19 @@
 ml_collections applies `--config.x=...` overrides while the flag is defined
 and parsed; a misspelt key or a bad variant would otherwise end in a long
 traceback. Here each ends in one line naming the flag, and exit status 2.
+Libraries' INFO log lines are dropped (their warnings are kept), so a run's
+output is our progress lines.
 """
 
 from __future__ import annotations
 
+import logging as std_logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from absl import app, flags
+from absl import logging as absl_logging
 
 _FLAG_ERRORS = (flags.Error, AttributeError, KeyError, TypeError, ValueError, OSError)
 
@@ -24,6 +29,14 @@ def _one_line(error: BaseException) -> str:
     if not lines:
         return type(error).__name__
     return lines[-1] if "Traceback" in str(message) else " ".join(lines)
+
+
+_PACKAGE = str(Path(__file__).resolve().parent)
+
+
+def _ours_or_warning(record: std_logging.LogRecord) -> bool:
+    """Keeps our INFO lines and every library's warnings; Orbax alone logs ~46 INFO lines per checkpoint."""
+    return record.levelno >= std_logging.WARNING or record.pathname.startswith(_PACKAGE)
 
 
 def fail(message: str) -> None:
@@ -53,4 +66,5 @@ def run(
         except _FLAG_ERRORS as e:
             fail(f"{_one_line(e)} (see --helpfull)")
 
+    absl_logging.get_absl_handler().addFilter(_ours_or_warning)
     app.run(main, flags_parser=parse)

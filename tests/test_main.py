@@ -39,6 +39,9 @@ def test_default_run_trains_on_the_demo_corpus_and_resumes(tmp_path):
     again = run_main(f"--workdir={tmp_path}", *SHORT, "--config.train.num_steps=6", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert "steps 4 -> 6" in again.stdout and (tmp_path / "checkpoints" / "6").is_dir()
+    # Our own log lines show; the libraries' INFO chatter (Orbax: dozens of lines per checkpoint) does not.
+    assert "Resumed from the checkpoint at step 4" in again.stderr
+    assert "checkpoint_manager.py" not in again.stderr and "orbax" not in again.stderr.lower()
 
 
 @pytest.mark.parametrize(
