@@ -28,7 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train import CONFIGS, time_config  # noqa: E402
 from common import machine  # noqa: E402
-from flops import _lstm, train_step_flops  # noqa: E402
+from flops import lstm_flops, train_step_flops  # noqa: E402
 from suite import SIXTEEN_BAR, config_for, time_torch  # noqa: E402
 
 from musicvae_jax import train  # noqa: E402
@@ -111,7 +111,7 @@ def main() -> None:
         spec = train.model_spec(config)
         steps = args.steps_16bar if name in SIXTEEN_BAR and args.size == "real" else args.steps
         inputs = encoder_inputs(spec, config.batch_size)
-        encoder_flops = 3 * _lstm(spec.num_steps, inputs.shape[-1], spec.encoder_sizes, True) * config.batch_size
+        encoder_flops = 3 * lstm_flops(spec.num_steps, inputs.shape[-1], spec.encoder_sizes, True) * config.batch_size
         share = encoder_flops / train_step_flops(spec, config.batch_size)
         ours, theirs = ours_seconds(spec, inputs, steps), torch_seconds(spec, inputs, steps)
         step_ours = time_config(config, steps)["step_s"]

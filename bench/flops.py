@@ -11,7 +11,8 @@ from __future__ import annotations
 from musicvae_jax.models.vae import ModelSpec
 
 
-def _lstm(steps: int, input_size: int, sizes: tuple[int, ...], bidirectional: bool = False) -> float:
+def lstm_flops(steps: int, input_size: int, sizes: tuple[int, ...], bidirectional: bool = False) -> float:
+    """Forward multiply-adds x2 of an LSTM stack over `steps` steps, per example."""
     flops = 0.0
     for hidden in sizes:
         flops += steps * 2 * (input_size + hidden) * 4 * hidden * (2 if bidirectional else 1)
@@ -23,19 +24,19 @@ def forward_flops_per_example(spec: ModelSpec) -> float:
     parts = spec.parts
     t = spec.num_steps
     enc_in = sum(p.encoder_depth for p in parts)
-    flops = _lstm(t, enc_in, spec.encoder_sizes, bidirectional=True)
+    flops = lstm_flops(t, enc_in, spec.encoder_sizes, bidirectional=True)
     flops += 2 * 2 * (2 * spec.encoder_sizes[-1]) * spec.z_size  # mu, sigma
     if spec.hierarchical:
         u = spec.num_bars
-        flops += 2 * spec.z_size * 2 * sum(spec.conductor_sizes) + _lstm(u, 1, spec.conductor_sizes)
+        flops += 2 * spec.z_size * 2 * sum(spec.conductor_sizes) + lstm_flops(u, 1, spec.conductor_sizes)
         emb = spec.conductor_sizes[-1]
         for part in parts:
             flops += u * 2 * emb * 2 * sum(spec.decoder_sizes)
-            flops += _lstm(t, part.depth + emb, spec.decoder_sizes) + t * 2 * spec.decoder_sizes[-1] * part.depth
+            flops += lstm_flops(t, part.depth + emb, spec.decoder_sizes) + t * 2 * spec.decoder_sizes[-1] * part.depth
     else:
         depth = sum(p.depth for p in parts)
         flops += 2 * spec.z_size * 2 * sum(spec.decoder_sizes)
-        flops += _lstm(t, depth + spec.z_size, spec.decoder_sizes) + t * 2 * spec.decoder_sizes[-1] * depth
+        flops += lstm_flops(t, depth + spec.z_size, spec.decoder_sizes) + t * 2 * spec.decoder_sizes[-1] * depth
     return flops
 
 

@@ -69,7 +69,7 @@ def batch_arrays(examples: list[dict[str, Any]], fields: dict[str, dict], batch_
                 raise ValueError(f"record field {name} has shape {value.shape}, metadata says {spec['shape']}")
             batch[name][row] = value
     weights = np.zeros(batch_size, np.float32)
-    weights[: len(examples)] = [e.get("weight", 1.0) for e in examples]
+    weights[: len(examples)] = 1.0
     steps = next(iter(fields.values()))["shape"][0]
     return {**batch, "lengths": np.full(batch_size, steps, np.int32), "weights": weights}
 
