@@ -4,6 +4,13 @@ Counts every LSTM layer's gate matmuls ([x, h] @ [W_x; W_h]), the output
 heads, mu/sigma and the initial-state dense layers, forward only; a training
 step is taken as 3x forward (the backward pass costs about twice the
 forward). Elementwise work is left out.
+
+These are the model's FLOPs, the products of the architecture as written
+(and as PyTorch computes them), the same count for both frameworks. Our
+decoders compute fewer: their first layer gathers the previous token's
+kernel column instead of multiplying a one-hot vector, and projects the
+conditioning vector once per sequence instead of once per step
+(models/decoders.py), so for us "achieved FLOP/s" is model FLOP/s.
 """
 
 from __future__ import annotations

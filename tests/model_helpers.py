@@ -45,7 +45,7 @@ def random_batch(spec: ModelSpec, batch_size: int = 3, seed: int = 0) -> dict[st
             batch[name] = (rng.random(shape) - 0.5).astype(np.float32)
         else:
             high = 512 if field.dtype == "uint16" else 90
-            batch[name] = rng.integers(0, high, shape).astype(np.int32)
+            batch[name] = rng.integers(0, high, shape).astype(field.dtype)  # the loader's dtypes (uint8, uint16)
     if "hits" in batch:
         batch["velocities"] *= batch["hits"]
         batch["offsets"] *= batch["hits"]

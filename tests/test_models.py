@@ -8,7 +8,7 @@ from model_helpers import FAMILIES, random_batch, tiny_spec
 
 from musicvae_jax.models import decoders
 from musicvae_jax.models.encoder import BidirectionalEncoder
-from musicvae_jax.models.lstm import LSTMStackWeights, reverse_by_length, run_layer, zero_carries
+from musicvae_jax.models.lstm import LSTMStackWeights, dot, reverse_by_length, run_layer, zero_carries
 from musicvae_jax.models.vae import MusicVAE
 
 KEY = jax.random.key(0)
@@ -113,19 +113,19 @@ def test_hierarchical_batched_bars_equal_bar_by_bar_decoding(family):
         results = {}
         for core, core_spec, part in zip(module.cores, spec.core_specs(), spec.parts, strict=True):
             weights = core(embeddings.shape[-1])
-            vectors = part.input_vectors(part.targets(batch))
+            targets = part.targets(batch)
             bars = []
             for u in range(spec.num_bars):
-                first = vectors[:, u * bar_steps - 1] if u else jnp.zeros_like(vectors[:, 0])
-                bar_targets = vectors[:, u * bar_steps : (u + 1) * bar_steps]
+                first = targets[:, u * bar_steps - 1] if u else part.start_values(targets.shape[0])
+                bar_targets = targets[:, u * bar_steps : (u + 1) * bar_steps]
                 raw = decoders.stepwise(
                     core_spec,
                     weights,
                     embeddings[:, u],
-                    first,
+                    [first],
                     bar_steps,
                     KEY,
-                    target_inputs=bar_targets,
+                    target_values=[bar_targets],
                     sampling_prob=0.0,
                 ).raw
                 bars.append(raw)
@@ -135,6 +135,37 @@ def test_hierarchical_batched_bars_equal_bar_by_bar_decoding(family):
     separate = jax.jit(lambda p, b: model.apply(p, b, method=bar_by_bar))(params, batch)
     for part in spec.parts:
         np.testing.assert_allclose(batched["raw"][part.name], separate[part.name], atol=2e-5)
+
+
+@pytest.mark.parametrize("family", ["drums_2bar", "trio_flat", "groove_humanize"])
+def test_decoder_input_projection_equals_the_product_of_its_input_vectors(family):
+    """Gathered token columns plus cond projected once == [one-hot or groove values, cond] @ W_x + b, values and
+    gradients (start values included: token -1 is a zero one-hot)."""
+    spec = tiny_spec(family)
+    (core_spec,) = spec.core_specs()
+    batch = random_batch(spec)
+    cond = jax.random.normal(KEY, (3, 5))
+    layer = decoders.CoreWeights(core_spec).init(KEY, 5)
+    layer = decoders.CoreWeights(core_spec).apply(layer, 5)["lstm"][0]
+    prev = [p.shift_right(p.targets(batch)) for p in spec.parts]
+
+    def gathered(layer, cond):
+        return (
+            decoders.values_projection(core_spec, layer, prev)
+            + decoders.cond_projection(core_spec, layer, cond)[:, None]
+        )
+
+    def dense(layer, cond):
+        return dot(decoders.dense_inputs(core_spec, cond, prev), layer["w_x"]) + layer["b"]
+
+    np.testing.assert_allclose(gathered(layer, cond), dense(layer, cond), rtol=1e-5, atol=1e-5)
+    probe = jax.random.normal(jax.random.key(7), gathered(layer, cond).shape)
+    grads = [
+        jax.grad(lambda w, c, f=f: jnp.sum(jnp.sin(f(w, c)) * probe), argnums=(0, 1))(layer, cond)
+        for f in (gathered, dense)
+    ]
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), *grads)
+    assert float(jnp.abs(grads[0][0]["w_x"]).sum()) > 0
 
 
 @pytest.mark.parametrize("family", ["mel_2bar", "trio_flat"])

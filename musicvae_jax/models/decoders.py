@@ -2,7 +2,14 @@
 
 A core's initial (c, h) per layer is tanh(dense(cond)) split across layers;
 its input at each step is the previous value of every part it emits
-(one-hot, or 27 groove values) concatenated with `cond`. The flat decoder is
+(one-hot, or 27 groove values) concatenated with `cond`. Without dropout on
+that input, layer 0 never builds it: a token's one-hot times the kernel is
+the token's column, gathered, and cond, the same at every step, is projected
+once per sequence. Most of layer 0's input matmul is one-hot or repeated
+(512 drum tokens, a 256-1024 wide cond, beside a 256-2048 wide state), so
+this takes up to three quarters of that layer's products away
+(BENCHMARKS.md). Values travel as token ids (-1: none) or groove vectors.
+The flat decoder is
 one core conditioned on z; the hierarchical decoder conditions one core per
 part on each conductor embedding; the flat trio baseline is one core with
 three heads (one dense layer over 90 + 90 + 512 outputs, split).
@@ -17,6 +24,7 @@ inputs, with the teacher-forced pass's speed where it can.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -25,10 +33,13 @@ import jax
 import jax.numpy as jnp
 
 from musicvae_jax.models.lstm import (
+    LayerWeights,
     LSTMStackWeights,
     dot,
     inverted_dropout_masks,
     out_major,
+    projected_cell_step,
+    run_projected_layer,
     run_stack,
     stack_step,
 )
@@ -96,94 +107,130 @@ def dropout_masks(spec: CoreSpec, rng: jax.Array | None, batch: int, steps: int,
     return inverted_dropout_masks(rng, spec.dropout_keep, [(batch, steps, size) for size in layer_inputs])
 
 
+def dense_inputs(spec: CoreSpec, cond: jax.Array, prev_values: Sequence[jax.Array]) -> jax.Array:
+    """Layer 0's inputs as vectors: [every part's previous value as a vector, cond] [N, (S,) input_depth + C]."""
+    vectors = [p.input_vectors(v) for p, v in zip(spec.parts, prev_values, strict=True)]
+    if vectors[0].ndim == 3:
+        cond = jnp.broadcast_to(cond[:, None], (cond.shape[0], vectors[0].shape[1], cond.shape[-1]))
+    return jnp.concatenate([*vectors, cond], axis=-1)
+
+
+def input_blocks(spec: CoreSpec, layer: LayerWeights) -> list[jax.Array]:
+    """Layer 0's input kernel split by what it reads: one [4H, depth] block per part, then the [4H, C] cond block."""
+    return jnp.split(layer["w_x"], list(itertools.accumulate(p.depth for p in spec.parts)), axis=1)
+
+
+def cond_projection(spec: CoreSpec, layer: LayerWeights, cond: jax.Array) -> jax.Array:
+    """cond's share of layer 0's input projection, plus the bias [N, 4H]: the same at every step, computed once."""
+    return dot(cond, input_blocks(spec, layer)[-1]) + layer["b"]
+
+
+def values_projection(spec: CoreSpec, layer: LayerWeights, prev_values: Sequence[jax.Array]) -> jax.Array:
+    """The previous values' share of layer 0's input projection [N, (S,) 4H] (tokens' columns gathered)."""
+    blocks = input_blocks(spec, layer)[:-1]
+    return sum(p.project(v, k) for p, v, k in zip(spec.parts, prev_values, blocks, strict=True))
+
+
 def teacher_forced(
     spec: CoreSpec,
     weights: dict,
     cond: jax.Array,
-    prev_inputs: jax.Array,
+    prev_values: Sequence[jax.Array],
     *,
     lengths: jax.Array | None = None,
     keep_masks: list | None = None,
 ) -> jax.Array:
-    """cond [N, C], prev_inputs [N, S, input_depth] -> raw outputs [N, S, input_depth]."""
-    steps = prev_inputs.shape[1]
-    inputs = jnp.concatenate(
-        [prev_inputs, jnp.broadcast_to(cond[:, None], (*cond.shape[:1], steps, cond.shape[-1]))], -1
-    )
-    outputs, _ = run_stack(
-        weights["lstm"],
-        inputs,
-        initial_carries(spec, weights, cond),
-        lengths=lengths,
-        hoist_input_projection=spec.hoist_input_projection,
-        unroll=spec.unroll,
-        keep_masks=keep_masks,
-        sequence_vjp=spec.sequence_vjp,
-    )
+    """cond [N, C], each part's previous values [N, S(, 27)] -> raw outputs [N, S, input_depth]."""
+    lstm = weights["lstm"]
+    carries = initial_carries(spec, weights, cond)
+    run = dict(hoist_input_projection=spec.hoist_input_projection, unroll=spec.unroll, sequence_vjp=spec.sequence_vjp)
+    if spec.sequence_vjp and keep_masks is None:
+        projected = values_projection(spec, lstm[0], prev_values) + cond_projection(spec, lstm[0], cond)[:, None]
+        projected = jnp.transpose(projected, (1, 2, 0))  # [S, 4H, N], as the sequence pass runs
+        x, _ = run_projected_layer(lstm[0]["w_h"], projected, carries[0], lengths, spec.unroll)
+        outputs, _ = run_stack(lstm[1:], x, carries[1:], lengths=lengths, **run)
+    else:
+        inputs = dense_inputs(spec, cond, prev_values)
+        outputs, _ = run_stack(lstm, inputs, carries, lengths=lengths, keep_masks=keep_masks, **run)
     return dot(outputs, weights["head_kernel"]) + weights["head_bias"]
 
 
 class Decoded(NamedTuple):
     raw: jax.Array  # head outputs [N, S, input_depth]
     values: list[jax.Array]  # sampled values per part, [N, S] tokens or [N, S, 27]
-    inputs: jax.Array  # the input fed at each step [N, S, input_depth] (without cond)
-    last: jax.Array  # the input the next step would get [N, input_depth]
+    inputs: list[jax.Array]  # per part, the previous value fed at each step [N, S(, 27)]
+    last: list[jax.Array]  # per part, the value the next step would be fed [N(, 27)]
     carries: list  # final (c, h) per layer, so bars can continue one another
+
+
+def start_values(spec: CoreSpec, batch: int) -> list[jax.Array]:
+    return [p.start_values(batch) for p in spec.parts]
 
 
 def stepwise(
     spec: CoreSpec,
     weights: dict,
     cond: jax.Array,
-    first_input: jax.Array,
+    first_values: Sequence[jax.Array],
     num_steps: int,
     rng: jax.Array,
     *,
     temperature: float | jax.Array = 1.0,
-    target_inputs: jax.Array | None = None,
+    target_values: Sequence[jax.Array] | None = None,
     sampling_prob: float | jax.Array = 1.0,
     carries: list | None = None,
     keep_masks: list | None = None,
 ) -> Decoded:
-    """Decodes step by step, feeding back samples.
+    """Decodes step by step, feeding back samples; `first_values` per part are fed at the first step.
 
-    With `target_inputs` [N, S, input_depth] (scheduled sampling), each
+    With `target_values` per part [N, S(, 27)] (scheduled sampling), each
     example's next input is its own sample with probability `sampling_prob`,
-    else the true previous value.
+    else the true previous value (one draw per example and step for all parts).
     """
+    lstm = weights["lstm"]
     carries = initial_carries(spec, weights, cond) if carries is None else carries
     masks = None if keep_masks is None else [jnp.swapaxes(m, 0, 1) for m in keep_masks]
+    cond_share = cond_projection(spec, lstm[0], cond)
 
     def body(state, scanned):
         carries, prev = state
-        t, target, step_masks = scanned
+        t, targets, step_masks = scanned
         step_rng = jax.random.fold_in(rng, t)
-        carries, h = stack_step(weights["lstm"], carries, jnp.concatenate([prev, cond], -1), step_masks)
+        if step_masks is None:
+            x_proj = cond_share + values_projection(spec, lstm[0], prev)
+            first = projected_cell_step(lstm[0]["w_h"], carries[0], x_proj)
+            rest, h = stack_step(lstm[1:], carries[1:], first[1])
+            carries = [first, *rest]
+        else:
+            carries, h = stack_step(lstm, carries, dense_inputs(spec, cond, prev), step_masks)
         raw = dot(h, weights["head_kernel"]) + weights["head_bias"]
-        values, vectors = [], []
-        for i, (part, part_raw) in enumerate(zip(spec.parts, split_parts(spec, raw), strict=True)):
-            value = part.sample(part_raw, jax.random.fold_in(step_rng, i), temperature)
-            values.append(value)
-            vectors.append(part.input_vectors(value))
-        fed = jnp.concatenate(vectors, -1)
-        if target is not None:
-            use_sample = jax.random.bernoulli(jax.random.fold_in(step_rng, 99), sampling_prob, (fed.shape[0], 1))
-            fed = jnp.where(use_sample, fed, target)
+        values = [
+            part.sample(part_raw, jax.random.fold_in(step_rng, i), temperature)
+            for i, (part, part_raw) in enumerate(zip(spec.parts, split_parts(spec, raw), strict=True))
+        ]
+        fed = values
+        if targets is not None:
+            use_sample = jax.random.bernoulli(jax.random.fold_in(step_rng, 99), sampling_prob, (values[0].shape[0],))
+            fed = [
+                jnp.where(use_sample.reshape(-1, *[1] * (v.ndim - 1)), v, y)
+                for v, y in zip(values, targets, strict=True)
+            ]
         return (carries, fed), (raw, values, prev)
 
-    targets = None if target_inputs is None else jnp.swapaxes(target_inputs, 0, 1)
+    targets = None if target_values is None else [jnp.swapaxes(v, 0, 1) for v in target_values]
+    scanned = (jnp.arange(num_steps), targets, masks)
     (carries, last), (raw, values, inputs) = jax.lax.scan(
-        body, (carries, first_input), (jnp.arange(num_steps), targets, masks), length=num_steps, unroll=spec.unroll
+        body, (carries, list(first_values)), scanned, length=num_steps, unroll=spec.unroll
     )
     batch_major = lambda x: jnp.swapaxes(x, 0, 1)  # noqa: E731
-    return Decoded(batch_major(raw), [batch_major(v) for v in values], batch_major(inputs), last, carries)
+    return Decoded(batch_major(raw), [batch_major(v) for v in values], [batch_major(v) for v in inputs], last, carries)
 
 
 def scheduled_sampling(
     spec: CoreSpec,
     weights: dict,
     cond: jax.Array,
-    target_inputs: jax.Array,
+    target_values: Sequence[jax.Array],
     rng: jax.Array,
     sampling_prob: float | jax.Array,
     *,
@@ -198,20 +245,11 @@ def scheduled_sampling(
     autodiff through the step loop. Groove samples (velocities and offsets
     are outputs) do carry gradient, so they stay stepwise.
     """
-    first = jnp.zeros_like(target_inputs[:, 0])
-    feeding = dict(target_inputs=target_inputs, sampling_prob=sampling_prob, keep_masks=keep_masks)
-    steps = target_inputs.shape[1]
+    first = start_values(spec, cond.shape[0])
+    feeding = dict(target_values=target_values, sampling_prob=sampling_prob, keep_masks=keep_masks)
+    steps = target_values[0].shape[1]
     if spec.sequence_vjp and all(p.kind == "categorical" for p in spec.parts):
         frozen, frozen_cond = jax.lax.stop_gradient(weights), jax.lax.stop_gradient(cond)
         fed = stepwise(spec, frozen, frozen_cond, first, steps, rng, **feeding).inputs
         return teacher_forced(spec, weights, cond, fed, keep_masks=keep_masks)
     return stepwise(spec, weights, cond, first, steps, rng, **feeding).raw
-
-
-def shift_right(vectors: jax.Array) -> jax.Array:
-    """[N, T, D] -> previous step's vectors, zeros at t = 0."""
-    return jnp.pad(vectors, ((0, 0), (1, 0), (0, 0)))[:, :-1]
-
-
-def concat_part_inputs(parts: Sequence[Part], values: Sequence[jax.Array]) -> jax.Array:
-    return jnp.concatenate([p.input_vectors(v) for p, v in zip(parts, values, strict=True)], axis=-1)

@@ -123,6 +123,12 @@ def cell_step(w: LayerWeights, carry: Carry, x: jax.Array) -> Carry:
     return _gates_to_carry(gates, c)
 
 
+def projected_cell_step(w_h: jax.Array, carry: Carry, x_projection: jax.Array) -> Carry:
+    """One LSTM step from its input projection plus bias [batch, 4H], computed by the caller."""
+    c, h = carry
+    return _gates_to_carry(x_projection + dot(h, w_h), c)
+
+
 def stack_step(weights: list[LayerWeights], carries: list[Carry], x: jax.Array, keep_masks=None):
     """One step through every layer. Returns (new carries, top output h)."""
     new = []
@@ -154,21 +160,10 @@ def run_layer(
     `lengths` [batch], steps at or past an example's length leave its carry
     unchanged (so the final carry is the one at length - 1) and output zeros.
     """
+    if sequence_vjp:
+        return run_projected_layer(w["w_h"], project_sequence(w, inputs), carry, lengths, unroll)
     steps = inputs.shape[1]
     time_major = jnp.swapaxes(inputs, 0, 1)
-    if sequence_vjp:
-        hs, cs = _sequence_layer(unroll, w["w_x"], w["w_h"], w["b"], time_major, carry[0], carry[1])
-        if lengths is None:
-            return jnp.swapaxes(hs, 0, 1), (cs[-1], hs[-1])
-        # Padding is at the end, so steps past a length can run unmasked: their
-        # outputs are zeroed here and the final carry is read at length - 1.
-        t = jnp.arange(steps)[:, None, None]
-        last = t == lengths[None, :, None] - 1
-        started = lengths[:, None] > 0
-        c = jnp.where(started, jnp.sum(jnp.where(last, cs, 0.0), axis=0), carry[0])
-        h = jnp.where(started, jnp.sum(jnp.where(last, hs, 0.0), axis=0), carry[1])
-        outputs = jnp.where(t < lengths[None, :, None], hs, 0.0)
-        return jnp.swapaxes(outputs, 0, 1), (c, h)
     if hoist_input_projection:
         projected = dot(time_major, w["w_x"])
 
@@ -195,6 +190,41 @@ def run_layer(
 
     carry, outputs = jax.lax.scan(body, carry, (jnp.arange(steps), xs), unroll=unroll)
     return jnp.swapaxes(outputs, 0, 1), carry
+
+
+def project_sequence(w: LayerWeights, inputs: jax.Array) -> jax.Array:
+    """Every step's input projection plus bias in one matmul: inputs [batch, T, in] -> [T, 4H, batch]."""
+    projected = jnp.einsum("gi,bti->tgb", w["w_x"], inputs.astype(w["w_x"].dtype), preferred_element_type=jnp.float32)
+    return projected + w["b"][:, None]
+
+
+def run_projected_layer(
+    w_h: jax.Array,
+    projected: jax.Array,
+    carry: Carry,
+    lengths: jax.Array | None = None,
+    unroll: int = 1,
+) -> tuple[jax.Array, Carry]:
+    """`run_layer` with the sequence backward pass, from each step's input projection plus bias [T, 4H, batch].
+
+    Taking the projection rather than the inputs lets a caller compute it in
+    whatever way suits its inputs (decoders gather token columns instead of
+    multiplying one-hot vectors); its gradient flows back through ordinary
+    autodiff.
+    """
+    steps = projected.shape[0]
+    hs, cs = _sequence_layer(unroll, w_h, projected, carry[0], carry[1])
+    if lengths is None:
+        return jnp.swapaxes(hs, 0, 1), (cs[-1], hs[-1])
+    # Padding is at the end, so steps past a length can run unmasked: their
+    # outputs are zeroed here and the final carry is read at length - 1.
+    t = jnp.arange(steps)[:, None, None]
+    last = t == lengths[None, :, None] - 1
+    started = lengths[:, None] > 0
+    c = jnp.where(started, jnp.sum(jnp.where(last, cs, 0.0), axis=0), carry[0])
+    h = jnp.where(started, jnp.sum(jnp.where(last, hs, 0.0), axis=0), carry[1])
+    outputs = jnp.where(t < lengths[None, :, None], hs, 0.0)
+    return jnp.swapaxes(outputs, 0, 1), (c, h)
 
 
 def run_stack(
@@ -240,15 +270,13 @@ def reverse_by_length(x: jax.Array, lengths: jax.Array) -> jax.Array:
     return jnp.where(valid[..., None], gathered, 0.0)
 
 
-def _sequence_forward(unroll, w_x, w_h, b, xs, c0, h0):
-    """The layer over time-major xs [T, B, in] -> (h, c) at every step, [T, H, B]; also what the backward pass needs.
+def _sequence_forward(unroll, w_h, projected, c0, h0):
+    """The recurrence over projected [T, 4H, B] -> (h, c) at every step, [T, H, B]; also what the backward pass needs.
 
     Runs feature-major: the carry is (c, h) transposed, [H, B], and each step
     computes gates [4H, B] = W_h [4H, H] @ h [H, B]; with few rows XLA's CPU
     matmul is up to 2.8x faster with the weights on the left (bench_layout.py).
     """
-    projected = jnp.einsum("gi,tbi->tgb", w_x, xs.astype(w_x.dtype), preferred_element_type=jnp.float32)
-    projected = projected + b[:, None]  # every step's input projection in one matmul
 
     def body(carry, x_proj):
         c, h = carry
@@ -268,19 +296,19 @@ def _batch_major(x: jax.Array) -> jax.Array:
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _sequence_layer(unroll, w_x, w_h, b, xs, c0, h0):
-    """(hs, cs) [T, B, H] of the layer over xs [T, B, in] from the carry (c0, h0) [B, H]."""
-    hs, cs = _sequence_forward(unroll, w_x, w_h, b, xs, c0, h0)[0]
+def _sequence_layer(unroll, w_h, projected, c0, h0):
+    """(hs, cs) [T, B, H] of the recurrence over projected [T, 4H, B] from the carry (c0, h0) [B, H]."""
+    hs, cs = _sequence_forward(unroll, w_h, projected, c0, h0)[0]
     return _batch_major(hs), _batch_major(cs)
 
 
-def _sequence_layer_fwd(unroll, w_x, w_h, b, xs, c0, h0):
-    (hs, cs), gates = _sequence_forward(unroll, w_x, w_h, b, xs, c0, h0)
-    return (_batch_major(hs), _batch_major(cs)), (w_x, w_h, xs, c0, h0, hs, cs, gates)
+def _sequence_layer_fwd(unroll, w_h, projected, c0, h0):
+    (hs, cs), gates = _sequence_forward(unroll, w_h, projected, c0, h0)
+    return (_batch_major(hs), _batch_major(cs)), (w_h, c0, h0, hs, cs, gates)
 
 
 def _sequence_layer_bwd(unroll, residuals, cotangents):
-    w_x, w_h, xs, c0, h0, hs, cs, (i, g, f, o) = residuals  # hs, cs, gates feature-major [T, H, B]
+    w_h, c0, h0, hs, cs, (i, g, f, o) = residuals  # hs, cs, gates feature-major [T, H, B]
     d_hs, d_cs = (_batch_major(d) for d in cotangents)
     c_prev = jnp.concatenate([c0.T[None], cs[:-1]])
     h_prev = jnp.concatenate([h0.T[None], hs[:-1]])
@@ -302,12 +330,10 @@ def _sequence_layer_bwd(unroll, residuals, cotangents):
     zeros = jnp.zeros_like(c0.T)
     scanned = (d_hs, d_cs, i, g, f, o, c_prev, cs)
     (dc0, dh0), d_gates = jax.lax.scan(body, (zeros, zeros), scanned, reverse=True, unroll=unroll)
-    # Weight gradients once over all steps: [4H, T*B] @ [T*B, in].
-    d_w_x = jnp.einsum("tgb,tbi->gi", d_gates, xs, preferred_element_type=jnp.float32)
+    # The weight gradient once over all steps: [4H, T*B] @ [T*B, H]. The input
+    # projection's gradient is d_gates itself; autodiff takes it from there.
     d_w_h = jnp.einsum("tgb,thb->gh", d_gates, h_prev, preferred_element_type=jnp.float32)
-    d_b = d_gates.sum(axis=(0, 2))
-    d_xs = jnp.einsum("tgb,gi->tbi", d_gates.astype(w_x.dtype), w_x, preferred_element_type=jnp.float32)
-    return (d_w_x.astype(w_x.dtype), d_w_h.astype(w_h.dtype), d_b, d_xs.astype(xs.dtype), dc0.T, dh0.T)
+    return d_w_h.astype(w_h.dtype), d_gates, dc0.T, dh0.T
 
 
 _sequence_layer.defvjp(_sequence_layer_fwd, _sequence_layer_bwd)

@@ -13,6 +13,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from musicvae_jax.models.lstm import dot
 from musicvae_jax.representations.drums import NUM_CLASSES as DRUM_CLASSES
 from musicvae_jax.representations.drums import drum_roll
 from musicvae_jax.representations.groove import VALUES_PER_STEP
@@ -33,13 +34,36 @@ class Part:
         """Categorical: token ids [B, T]; groove: [B, T, 27] (hits, velocities, offsets)."""
         if self.kind == "groove":
             return jnp.concatenate([batch[k] for k in GROOVE_KEYS], axis=-1)
-        return batch[self.name]
+        return batch[self.name].astype(jnp.int32)
 
     def input_vectors(self, values: jax.Array) -> jax.Array:
         """Target or sampled values -> the vectors fed to the decoder [..., depth]."""
         if self.kind == "groove":
             return values.astype(jnp.float32)
         return jax.nn.one_hot(values, self.depth, dtype=jnp.float32)
+
+    def start_values(self, batch: int) -> jax.Array:
+        """The previous value before a sequence's first step: no token (-1, a zero one-hot), or a silent groove step."""
+        if self.kind == "groove":
+            return jnp.zeros((batch, self.depth), jnp.float32)
+        return jnp.full((batch,), -1, jnp.int32)
+
+    def shift_right(self, values: jax.Array) -> jax.Array:
+        """Values [N, T, ...] -> the previous step's value at each step, the start value at t = 0."""
+        start = self.start_values(values.shape[0])
+        return jnp.concatenate([start[:, None], values[:, :-1].astype(start.dtype)], axis=1)
+
+    def project(self, values: jax.Array, kernel: jax.Array) -> jax.Array:
+        """input_vectors(values) @ kernel.T for a kernel [out, depth], as float32 [..., out].
+
+        A token's one-hot times the kernel is the token's column, so
+        categorical parts gather columns instead of multiplying (no token:
+        zeros); groove values are multiplied.
+        """
+        if self.kind == "groove":
+            return dot(values, kernel)
+        columns = jnp.take(kernel.T, jnp.maximum(values, 0), axis=0).astype(jnp.float32)
+        return jnp.where((values >= 0)[..., None], columns, 0.0)
 
     def encoder_features(self, batch: dict) -> jax.Array:
         if self.encoder_input == "roll":

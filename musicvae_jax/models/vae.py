@@ -136,13 +136,13 @@ class MusicVAE(nn.Module):
             for i, (core, spec, part, target) in enumerate(
                 zip(self.cores, s.core_specs(), s.parts, targets, strict=True)
             ):
-                prev = decoders.shift_right(part.input_vectors(target))
-                prev = prev.reshape(batch_size * bars, bar_steps, -1)
+                prev = part.shift_right(target)
+                prev = prev.reshape(batch_size * bars, bar_steps, *prev.shape[2:])
                 out = decoders.teacher_forced(
                     spec,
                     core(cond.shape[-1]),
                     cond,
-                    prev,
+                    [prev],
                     keep_masks=decoders.dropout_masks(
                         spec, jax.random.fold_in(dropout_rng, i) if train else None, *prev.shape[:2], cond.shape[-1]
                     ),
@@ -151,16 +151,14 @@ class MusicVAE(nn.Module):
         else:
             (spec,) = s.core_specs()
             weights = self.cores[0](s.z_size)
-            vectors = decoders.concat_part_inputs(s.parts, targets)
-            masks = decoders.dropout_masks(spec, dropout_rng if train else None, *vectors.shape[:2], s.z_size)
+            masks = decoders.dropout_masks(spec, dropout_rng if train else None, *targets[0].shape[:2], s.z_size)
             if scheduled_sampling:
                 out = decoders.scheduled_sampling(
-                    spec, weights, z, vectors, sampling_rng, sampling_prob, keep_masks=masks
+                    spec, weights, z, targets, sampling_rng, sampling_prob, keep_masks=masks
                 )
             else:
-                out = decoders.teacher_forced(
-                    spec, weights, z, decoders.shift_right(vectors), lengths=batch["lengths"], keep_masks=masks
-                )
+                prev = [p.shift_right(t) for p, t in zip(s.parts, targets, strict=True)]
+                out = decoders.teacher_forced(spec, weights, z, prev, lengths=batch["lengths"], keep_masks=masks)
             raw = decoders.split_parts(spec, out)
         return {"raw": {p.name: r for p, r in zip(s.parts, raw, strict=True)}, "mu": mu, "sigma": sigma, "z": z}
 
@@ -170,7 +168,7 @@ class MusicVAE(nn.Module):
         specs = s.core_specs()
         if not s.hierarchical:
             weights = self.cores[0](s.z_size)
-            first = jnp.zeros((z.shape[0], specs[0].input_depth), z.dtype)
+            first = decoders.start_values(specs[0], z.shape[0])
             values = decoders.stepwise(specs[0], weights, z, first, s.num_steps, rng, temperature=temperature).values
             return {p.name: v for p, v in zip(s.parts, values, strict=True)}
         embeddings = self.conductor_embeddings(z)
@@ -187,7 +185,7 @@ class MusicVAE(nn.Module):
                 new_lasts.append(decoded.last)
             return new_lasts, outs
 
-        firsts = [jnp.zeros((z.shape[0], spec.input_depth), z.dtype) for spec in specs]
+        firsts = [decoders.start_values(spec, z.shape[0]) for spec in specs]
         _, per_bar = jax.lax.scan(bar, firsts, (jnp.arange(s.num_bars), jnp.swapaxes(embeddings, 0, 1)))
         values = {}
         for part, v in zip(s.parts, per_bar, strict=True):
