@@ -15,7 +15,6 @@ stack over every step); only the decoders differ in how they are scheduled.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -27,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train import CONFIGS, time_config  # noqa: E402
-from common import machine  # noqa: E402
+from common import machine, prepare_torch_baseline  # noqa: E402
 from flops import lstm_flops, train_step_flops  # noqa: E402
 from suite import SIXTEEN_BAR, config_for, time_torch  # noqa: E402
 
@@ -96,9 +95,8 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    torch.set_num_threads(os.cpu_count() or 1)
-    torch.set_flush_denormal(True)  # as XLA does
-    print(f"machine: {machine()}, jax {jax.__version__}, torch {torch.__version__}")
+    setup = prepare_torch_baseline(torch)
+    print(f"machine: {machine()}, jax {jax.__version__}, torch {torch.__version__}; torch: {setup}")
     print(
         "| config | batch | encoder share of FLOPs | encoder s, ours | encoder s, torch | encoder speed, ours / torch "
         "| step s, ours | step s, torch | rest s, ours | rest s, torch | rest speed, ours / torch |"

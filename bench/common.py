@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import platform
 import time
@@ -33,3 +34,32 @@ def best_of(repeats: int, fn: Callable[[], object]) -> tuple[float, object]:
         result = fn()
         best = min(best, time.perf_counter() - start)
     return best, result
+
+
+def prepare_torch_baseline(torch) -> str:
+    """PyTorch on CPU set up the way its performance guide advises; returns a line saying how.
+
+    All cores; denormals flushed to zero as XLA does (without it, decaying
+    values made torch's first steps up to 5x slower); and freed memory kept
+    for reuse: glibc's malloc otherwise maps every large block afresh and
+    returns it at free, and the page faults of torch's per-step temporaries
+    cost its LSTM steps 25-50% here (BENCHMARKS.md). PyTorch's guide gets
+    the same from jemalloc or tcmalloc; this sets glibc's thresholds
+    (mallopt), which holds for the whole process, our steps included.
+    """
+    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_flush_denormal(True)
+    return f"{torch.get_num_threads()} threads, denormals flushed, {keep_freed_memory()}"
+
+
+def keep_freed_memory() -> str:
+    """Raise glibc's mmap and trim thresholds so freed blocks are reused, not unmapped (glibc only)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return "default allocator (not glibc)"
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    ok = libc.mallopt(m_mmap_threshold, ctypes.c_int(1 << 30)) and libc.mallopt(
+        m_trim_threshold, ctypes.c_int(2**31 - 1)
+    )
+    return "malloc keeps freed memory (glibc mmap threshold 1 GiB, no trim)" if ok else "default glibc malloc"

@@ -11,7 +11,8 @@ examples/s, model FLOPs per step (bench/flops.py), achieved FLOP/s and its
 fraction of a large jitted matmul measured at the start of the run (float32;
 bfloat16 on GPU). Beside it, the same model in PyTorch (`torch.nn.LSTM`,
 bench/torch_musicvae.py), same batch and sequence length, timed the same
-way with denormals flushed to zero as XLA does, and the ratio of examples/s
+way, set up as PyTorch advises for CPUs (common.prepare_torch_baseline:
+denormals flushed as XLA does, freed memory reused), and the ratio of examples/s
 (ours / theirs). Both train with teacher
 forcing (scheduled sampling off), so the comparison is the same work.
 With --precision bfloat16 both sides train in mixed precision: ours with
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_input import batches_per_second  # noqa: E402
 from bench_sample import sample_seconds  # noqa: E402
 from bench_train import CONFIGS, matmul_flops_per_second, random_batch, time_config  # noqa: E402
-from common import GROOVE_DIR, machine  # noqa: E402
+from common import GROOVE_DIR, machine, prepare_torch_baseline  # noqa: E402
 
 from musicvae_jax import train  # noqa: E402
 from musicvae_jax.convert import convert  # noqa: E402
@@ -146,6 +146,8 @@ def markdown(results: dict) -> str:
         f"In-process matmul ({results['matmul']}): JAX {results['jax_matmul_gflops']:.0f} GFLOP/s"
         + (f", PyTorch {results['torch_matmul_gflops']:.0f} GFLOP/s." if "torch_matmul_gflops" in results else "."),
     ]
+    if "torch_setup" in results:
+        lines.append(f"PyTorch: {results['torch_setup']}.")
     if "jax_bf16_matmul_gflops" in results:
         lines.append(
             f"bfloat16 matmul of the same size: JAX {results['jax_bf16_matmul_gflops']:.0f} GFLOP/s"
@@ -221,9 +223,7 @@ def main() -> None:
     if not args.skip_torch:
         import torch
 
-        torch.set_num_threads(os.cpu_count() or 1)
-        # XLA flushes denormals to zero; without the same, torch's first steps can run 5x slower.
-        torch.set_flush_denormal(True)
+        results["torch_setup"] = prepare_torch_baseline(torch)
         results["torch"] = torch.__version__
         results["torch_matmul_gflops"] = torch_matmul_flops() / 1e9
     if args.precision == "bfloat16" and jax.default_backend() == "cpu":
