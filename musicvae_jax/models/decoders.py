@@ -9,10 +9,11 @@ once per sequence. Most of layer 0's input matmul is one-hot or repeated
 (512 drum tokens, a 256-1024 wide cond, beside a 256-2048 wide state), so
 this takes up to three quarters of that layer's products away
 (BENCHMARKS.md). Values travel as token ids (-1: none) or groove vectors.
-The flat decoder is
-one core conditioned on z; the hierarchical decoder conditions one core per
-part on each conductor embedding; the flat trio baseline is one core with
-three heads (one dense layer over 90 + 90 + 512 outputs, split).
+
+The flat decoder is one core conditioned on z; the hierarchical decoder
+conditions one core per part on each conductor embedding; the flat trio
+baseline is one core with three heads (one dense layer over 90 + 90 + 512
+outputs, split).
 
 `teacher_forced` runs layer by layer over known inputs (fast; the U bars of
 a hierarchical batch go through as one batch of B*U sequences); `stepwise`
@@ -190,7 +191,7 @@ def stepwise(
     lstm = weights["lstm"]
     carries = initial_carries(spec, weights, cond) if carries is None else carries
     masks = None if keep_masks is None else [jnp.swapaxes(m, 0, 1) for m in keep_masks]
-    cond_share = cond_projection(spec, lstm[0], cond)
+    cond_share = cond_projection(spec, lstm[0], cond) if masks is None else None  # once, not per step
 
     def body(state, scanned):
         carries, prev = state
