@@ -36,8 +36,19 @@ def best_of(repeats: int, fn: Callable[[], object]) -> tuple[float, object]:
     return best, result
 
 
-def prepare_torch_baseline(torch) -> str:
-    """PyTorch on CPU set up the way its performance guide advises; returns a line saying how.
+def torch_device(torch) -> str:
+    """Where the baseline runs: the GPU when JAX runs on one and PyTorch sees it, else the CPU."""
+    import jax
+
+    return "cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"
+
+
+def prepare_torch_baseline(torch, device: str = "cpu") -> str:
+    """PyTorch set up the way its performance guide advises for `device`; returns a line saying how.
+
+    On a GPU: float32 matmuls and cuDNN's RNN in TF32, as JAX computes
+    float32 products on NVIDIA GPUs by default, so float32 runs compare the
+    same arithmetic.
 
     All cores; denormals flushed to zero as XLA does (without it, decaying
     values made torch's first steps up to 5x slower); and freed memory kept
@@ -47,6 +58,13 @@ def prepare_torch_baseline(torch) -> str:
     the same from jemalloc or tcmalloc; this sets glibc's thresholds
     (mallopt), which holds for the whole process, our steps included.
     """
+    if device == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        return (
+            f"{torch.cuda.get_device_name()}, CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}, "
+            "float32 matmuls and RNNs in TF32 (as JAX's default on this GPU)"
+        )
     torch.set_num_threads(os.cpu_count() or 1)
     torch.set_flush_denormal(True)
     return f"{torch.get_num_threads()} threads, denormals flushed, {keep_freed_memory()}"

@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_input import batches_per_second  # noqa: E402
 from bench_sample import sample_seconds  # noqa: E402
 from bench_train import CONFIGS, matmul_flops_per_second, random_batch, time_config  # noqa: E402
-from common import GROOVE_DIR, machine, prepare_torch_baseline  # noqa: E402
+from common import GROOVE_DIR, machine, prepare_torch_baseline, torch_device  # noqa: E402
 
 from musicvae_jax import train  # noqa: E402
 from musicvae_jax.convert import convert  # noqa: E402
@@ -50,24 +50,37 @@ from musicvae_jax.representations.drums import drum_roll  # noqa: E402
 SIXTEEN_BAR = ("mel_16bar_hier", "mel_16bar_flat", "trio_16bar_hier", "trio_16bar_flat")
 
 
+def reference_matmul() -> tuple[int, str]:
+    """The reference product's (size, dtype): float32 2048^2 on a CPU, bfloat16 8192^2 on a GPU (float32 on a TPU)."""
+    backend = jax.default_backend()
+    return (2048 if backend == "cpu" else 8192), ("bfloat16" if backend == "gpu" else "float32")
+
+
 def jax_matmul_flops() -> tuple[float, str]:
-    """The reference FLOP/s: float32 2048^2 on a CPU, bfloat16 8192^2 on a GPU (float32 on a TPU)."""
-    dtype = jnp.bfloat16 if jax.default_backend() == "gpu" else jnp.float32
-    size = 2048 if jax.default_backend() == "cpu" else 8192
-    return matmul_flops_per_second(size, dtype=dtype), f"{jnp.dtype(dtype).name} {size}x{size}"
+    """The reference FLOP/s and a name for the product."""
+    size, dtype = reference_matmul()
+    return matmul_flops_per_second(size, dtype=jnp.dtype(dtype)), f"{dtype} {size}x{size}"
 
 
-def torch_matmul_flops(size: int = 2048, repeats: int = 10, dtype: str = "float32") -> float:
+def torch_matmul_flops(size: int = 2048, repeats: int = 10, dtype: str = "float32", device: str = "cpu") -> float:
     import torch
 
-    a = torch.randn(size, size).to(getattr(torch, dtype))
+    a = torch.randn(size, size, device=device).to(getattr(torch, dtype))
+    sync = torch_sync(torch, device)
     a @ a
+    sync()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         a @ a
+        sync()
         times.append(time.perf_counter() - start)
     return 2 * size**3 / statistics.median(times)
+
+
+def torch_sync(torch, device: str):
+    """Waits for the device's queued work (CUDA runs asynchronously; the CPU does not)."""
+    return torch.cuda.synchronize if device == "cuda" else lambda: None
 
 
 def config_for(name: str, size: str, batch: int, batch_16bar: int, precision: str = "float32"):
@@ -81,7 +94,7 @@ def config_for(name: str, size: str, batch: int, batch_16bar: int, precision: st
     return config
 
 
-def time_torch(config, steps: int) -> dict | None:
+def time_torch(config, steps: int, device: str = "cpu") -> dict | None:
     """The PyTorch step's timing, or None for models the baseline does not cover (GrooVAE)."""
     import torch
     from torch_musicvae import TorchMusicVAE, make_step
@@ -90,25 +103,29 @@ def time_torch(config, steps: int) -> dict | None:
     if any(p.kind == "groove" for p in spec.parts):
         return None
     torch.manual_seed(0)
-    model = TorchMusicVAE(spec)
+    model = TorchMusicVAE(spec).to(device)
     autocast = torch.bfloat16 if config.model.compute_dtype == "bfloat16" else None
     batch = random_batch(spec.representation, config.batch_size)
     one_hots = [
-        torch.nn.functional.one_hot(torch.from_numpy(batch[p.name]).long(), p.depth).float() for p in spec.parts
+        torch.nn.functional.one_hot(torch.from_numpy(batch[p.name]).long(), p.depth).float().to(device)
+        for p in spec.parts
     ]
     features = [
-        torch.from_numpy(drum_roll(batch[p.name])).float() if p.encoder_input == "roll" else one_hot
+        torch.from_numpy(drum_roll(batch[p.name])).float().to(device) if p.encoder_input == "roll" else one_hot
         for p, one_hot in zip(spec.parts, one_hots, strict=True)
     ]
     encoder_inputs = torch.cat(features, dim=-1)
     step = make_step(
         model, config.train.learning_rate, config.train.clip_norm, config.train.free_bits, 0.2, autocast=autocast
     )
+    sync = torch_sync(torch, device)
     step(encoder_inputs, one_hots)  # warm-up
+    sync()
     times = []
     for _ in range(steps):
         start = time.perf_counter()
         step(encoder_inputs, one_hots)
+        sync()
         times.append(time.perf_counter() - start)
     seconds = statistics.median(times)
     return {"step_s": seconds, "examples_per_s": config.batch_size / seconds}
@@ -220,17 +237,24 @@ def main() -> None:
         "input": [],
         "sample": [],
     }
+    device = "cpu"
     if not args.skip_torch:
         import torch
 
-        results["torch_setup"] = prepare_torch_baseline(torch)
+        device = torch_device(torch)
+        results["torch_setup"] = prepare_torch_baseline(torch, device)
         results["torch"] = torch.__version__
-        results["torch_matmul_gflops"] = torch_matmul_flops() / 1e9
+        size, dtype = reference_matmul()
+        results["torch_matmul_gflops"] = torch_matmul_flops(size, dtype=dtype, device=device) / 1e9
     if args.precision == "bfloat16" and jax.default_backend() == "cpu":
         results["jax_bf16_matmul_gflops"] = matmul_flops_per_second(2048, dtype=jnp.bfloat16) / 1e9
         if not args.skip_torch:
             results["torch_bf16_matmul_gflops"] = torch_matmul_flops(dtype="bfloat16") / 1e9
-    print(f"{results['machine']}; matmul {matmul}: {peak / 1e9:.0f} GFLOP/s")
+    print(f"{results['machine']}; matmul {matmul}: {peak / 1e9:.0f} GFLOP/s", flush=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    precision = "" if args.precision == "float32" else args.precision
+    stem = out / "-".join(x for x in ("suite", results["backend"], precision, results["date"], args.tag) if x)
 
     consumption: dict[str, float] = {}
     for name in names:
@@ -243,28 +267,34 @@ def main() -> None:
             row.update(time_config(config, steps))
             row["of_matmul"] = row["flops_per_s"] / peak
             if not args.skip_torch:
-                row["torch"] = time_torch(config, steps)
+                row["torch"] = time_torch(config, steps, device)
             results["train"].append(row)
+            write(results, stem)  # after every row, so an interrupted run keeps what it measured
             rep = config.data.representation
             consumption[rep] = max(consumption.get(rep, 0.0), row["examples_per_s"])
             ratio = f", torch {row['torch']['step_s']:.3f} s" if row.get("torch") else ""
             print(f"train {name}:{size} batch {config.batch_size}: {row['step_s']:.3f} s/step{ratio}", flush=True)
     if not args.skip_input:
         results["input"] = input_rates(consumption, 512, 100)
+        write(results, stem)
     if not args.skip_sample:
         for name in names:
             config = config_for(name, "real", args.batch, args.batch_16bar, args.precision)
             results["sample"].append({"config": name, "seconds": sample_seconds(config)[1]})
             print(f"sample 32 {name}: {results['sample'][-1]['seconds']:.3f} s", flush=True)
+            write(results, stem)
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    precision = "" if args.precision == "float32" else args.precision
-    stem = "-".join(x for x in ("suite", results["backend"], precision, results["date"], args.tag) if x)
-    (out / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
-    (out / f"{stem}.md").write_text(markdown(results))
+    write(results, stem)
     print(markdown(results))
-    print(f"wrote {out / stem}.json and .md")
+    print(f"wrote {stem}.json and .md")
+
+
+def write(results: dict, stem: Path) -> None:
+    """The JSON and the Markdown tables, each written whole to a temporary name and renamed into place."""
+    for suffix, text in ((".json", json.dumps(results, indent=2) + "\n"), (".md", markdown(results))):
+        partial = stem.with_name(stem.name + suffix + ".partial")
+        partial.write_text(text)
+        partial.replace(stem.with_name(stem.name + suffix))
 
 
 if __name__ == "__main__":

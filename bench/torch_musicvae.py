@@ -10,7 +10,8 @@ gradient clipping. Flat decoders run one `nn.LSTM` over the whole sequence
 the conductor over the bars, then decode the bars one after another, as the
 reference and the existing ports do.
 
-Needs `pip install torch==2.13.0` (CPU build); a benchmark dependency only.
+Needs `pip install torch==2.13.0` (CPU build; on a GPU machine its CUDA
+build, where `nn.LSTM` runs cuDNN's fused RNN); a benchmark dependency only.
 """
 
 from __future__ import annotations
@@ -117,12 +118,13 @@ def make_step(
     autocast: torch.dtype | None = None,
 ):
     """One training step on a batch of one-hot parts: forward (under autocast to that dtype, if given), backward,
-    clip, Adam; parameters and optimizer state stay float32."""
+    clip, Adam; parameters and optimizer state stay float32. Runs where the model's parameters are."""
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    device_type = next(model.parameters()).device.type
 
     def step(encoder_inputs: torch.Tensor, one_hots: list[torch.Tensor]) -> float:
         optimizer.zero_grad(set_to_none=True)
-        context = torch.autocast("cpu", dtype=autocast) if autocast else contextlib.nullcontext()
+        context = torch.autocast(device_type, dtype=autocast) if autocast else contextlib.nullcontext()
         with context:
             loss = model(encoder_inputs, one_hots, free_bits, beta)
         loss.backward()

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# One call on a lent GPU machine: a correctness check, then the benchmark
+# suite in float32 (TF32 on both sides, each framework's GPU default) and in
+# bfloat16, then a short training run of the main job. Everything lands in
+# $OUT (the device tool's output folder; runs/gpu when run by hand).
+#
+#   bash bench/fetch_device_wheels.sh          # here, once: the wheels the image lacks
+#   device run: bash bench/gpu_suite.sh        carry [".whl"], timeout_s 590
+#
+# Each stage has its own time limit, so one slow stage leaves the others
+# theirs, and the suite rewrites its JSON and Markdown after every row, so a
+# stage cut short keeps what it measured. BATCH, BATCH_16BAR, ONLY, STEPS and
+# the *_LIMIT variables resize it (a CPU dry run: BATCH=4 BATCH_16BAR=2 ...).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-runs/gpu}
+mkdir -p "$OUT"
+exec > >(tee -a "$OUT/gpu.log") 2>&1
+
+if [ -d .whl ] && ! python3 -c 'import grain, mido, ml_collections' 2>/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+# JAX and PyTorch share the GPU in one process: neither takes it all up front.
+export XLA_PYTHON_CLIENT_PREALLOCATE=false
+
+stage() {
+  local limit=$1 start=$SECONDS
+  shift
+  echo "== $* (limit ${limit} s)"
+  timeout "$limit" "$@"
+  echo "== exit $? after $((SECONDS - start)) s"
+}
+
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv 2>/dev/null
+python3 - <<'PY' || exit 1
+import flax, grain, jax, optax, orbax.checkpoint, torch
+print("jax", jax.__version__, jax.devices(), "| flax", flax.__version__, "| optax", optax.__version__,
+      "| orbax", orbax.checkpoint.__version__, "| torch", torch.__version__, torch.cuda.is_available())
+PY
+
+suite=(python3 bench/suite.py --sizes real --batch "${BATCH:-512}" --batch_16bar "${BATCH_16BAR:-512}"
+  --steps "${STEPS:-10}" --steps_16bar "${STEPS_16BAR:-5}" --out "$OUT")
+[ -n "${ONLY:-}" ] && suite+=(--only "$ONLY")
+
+# Gradients and batched decoding against their references, at full float32 precision.
+stage "${TEST_LIMIT:-120}" env JAX_DEFAULT_MATMUL_PRECISION=highest python3 -m pytest -x -q -p no:cacheprovider \
+  tests/test_models.py -k "sequence_vjp or batched_bars or input_projection or hoisted or masking"
+stage "${FLOAT32_LIMIT:-230}" "${suite[@]}"
+stage "${BFLOAT16_LIMIT:-130}" "${suite[@]}" --precision bfloat16 --skip_input --skip_sample
+stage "${TRAIN_LIMIT:-60}" python3 -m musicvae_jax.main --workdir /tmp/gpu-demo --config.train.num_steps=100
