@@ -12,7 +12,7 @@
 # stage cut short keeps what it measured. BATCH, BATCH_16BAR, ONLY, STEPS and
 # the *_LIMIT variables resize it (a CPU dry run: BATCH=4 BATCH_16BAR=2 ...).
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 OUT=${OUT:-runs/gpu}
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/gpu.log") 2>&1

@@ -1,4 +1,4 @@
-"""Launch scripts: shellcheck-clean, and their --dry-run prints the commands a user would run."""
+"""Launch (and bench) scripts: shellcheck-clean, and their --dry-run prints the commands a user would run."""
 
 import os
 import shutil
@@ -8,6 +8,7 @@ import pytest
 from helpers import REPO
 
 SCRIPTS = sorted((REPO / "launch").glob("*.sh")) + sorted((REPO / "launch").glob("*.sbatch"))
+SCRIPTS += sorted((REPO / "bench").glob("*.sh"))
 
 
 def dry_run(script: str, *args: str) -> subprocess.CompletedProcess:
