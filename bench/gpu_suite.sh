@@ -15,38 +15,41 @@ set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 OUT=${OUT:-runs/gpu}
 mkdir -p "$OUT"
-exec > >(tee -a "$OUT/gpu.log") 2>&1
-
-if [ -d .whl ] && ! python3 -c 'import grain, mido, ml_collections' 2>/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site
-fi
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-# JAX and PyTorch share the GPU in one process: neither takes it all up front.
-export XLA_PYTHON_CLIENT_PREALLOCATE=false
 
 stage() {
   local limit=$1 start=$SECONDS
   shift
   echo "== $* (limit ${limit} s)"
   timeout "$limit" "$@"
-  echo "== exit $? after $((SECONDS - start)) s"
+  printf "\n== exit %s after %s s\n" "$?" "$((SECONDS - start))"
 }
 
-nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv 2>/dev/null
-python3 - <<'PY' || exit 1
+main() {
+  if [ -d .whl ] && ! python3 -c 'import grain, mido, ml_collections' 2>/dev/null; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || return 1
+    export PYTHONPATH=/tmp/site
+  fi
+  export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+  # JAX and PyTorch share the GPU in one process: neither takes it all up front.
+  export XLA_PYTHON_CLIENT_PREALLOCATE=false
+
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv 2>/dev/null
+  python3 - <<'PY' || return 1
 import flax, grain, jax, optax, orbax.checkpoint, torch
 print("jax", jax.__version__, jax.devices(), "| flax", flax.__version__, "| optax", optax.__version__,
       "| orbax", orbax.checkpoint.__version__, "| torch", torch.__version__, torch.cuda.is_available())
 PY
 
-suite=(python3 bench/suite.py --sizes real --batch "${BATCH:-512}" --batch_16bar "${BATCH_16BAR:-512}"
-  --steps "${STEPS:-10}" --steps_16bar "${STEPS_16BAR:-5}" --out "$OUT")
-[ -n "${ONLY:-}" ] && suite+=(--only "$ONLY")
+  suite=(python3 bench/suite.py --sizes real --batch "${BATCH:-512}" --batch_16bar "${BATCH_16BAR:-512}"
+    --steps "${STEPS:-10}" --steps_16bar "${STEPS_16BAR:-5}" --out "$OUT")
+  [ -n "${ONLY:-}" ] && suite+=(--only "$ONLY")
 
-# Gradients and batched decoding against their references, at full float32 precision.
-stage "${TEST_LIMIT:-120}" env JAX_DEFAULT_MATMUL_PRECISION=highest python3 -m pytest -x -q -p no:cacheprovider \
-  tests/test_models.py -k "sequence_vjp or batched_bars or input_projection or hoisted or masking"
-stage "${FLOAT32_LIMIT:-230}" "${suite[@]}"
-stage "${BFLOAT16_LIMIT:-130}" "${suite[@]}" --precision bfloat16 --skip_input --skip_sample
-stage "${TRAIN_LIMIT:-60}" python3 -m musicvae_jax.main --workdir /tmp/gpu-demo --config.train.num_steps=100
+  # Gradients and batched decoding against their references, at full float32 precision.
+  stage "${TEST_LIMIT:-120}" env JAX_DEFAULT_MATMUL_PRECISION=highest python3 -m pytest -x -q -p no:cacheprovider \
+    tests/test_models.py -k "sequence_vjp or batched_bars or input_projection or hoisted or masking"
+  stage "${FLOAT32_LIMIT:-230}" "${suite[@]}"
+  stage "${BFLOAT16_LIMIT:-130}" "${suite[@]}" --precision bfloat16 --skip_input --skip_sample
+  stage "${TRAIN_LIMIT:-60}" python3 -m musicvae_jax.main --workdir "$(mktemp -d)"/demo --config.train.num_steps=100
+}
+
+main 2>&1 | tee "$OUT/gpu.log"
