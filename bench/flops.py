@@ -6,11 +6,13 @@ step is taken as 3x forward (the backward pass costs about twice the
 forward). Elementwise work is left out.
 
 These are the model's FLOPs, the products of the architecture as written
-(and as PyTorch computes them), the same count for both frameworks. Our
-decoders compute fewer: their first layer gathers the previous token's
-kernel column instead of multiplying a one-hot vector, and projects the
+(and as PyTorch computes them), the same count for both frameworks. We
+compute fewer: the decoders' first layer gathers the previous token's
+kernel column instead of multiplying a one-hot vector and projects the
 conditioning vector once per sequence instead of once per step
-(models/decoders.py), so for us "achieved FLOP/s" is model FLOP/s.
+(models/decoders.py), and the encoder's first layer gathers the columns of
+one-hot inputs (models/vae.py, encoder_projection), so for us "achieved
+FLOP/s" is model FLOP/s.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from model_helpers import FAMILIES, random_batch, tiny_spec
 from musicvae_jax.models import decoders
 from musicvae_jax.models.encoder import BidirectionalEncoder
 from musicvae_jax.models.lstm import LSTMStackWeights, dot, reverse_by_length, run_layer, zero_carries
-from musicvae_jax.models.vae import MusicVAE
+from musicvae_jax.models.vae import MusicVAE, encoder_projection
 
 KEY = jax.random.key(0)
 
@@ -166,6 +166,28 @@ def test_decoder_input_projection_equals_the_product_of_its_input_vectors(family
     ]
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), *grads)
     assert float(jnp.abs(grads[0][0]["w_x"]).sum()) > 0
+
+
+@pytest.mark.parametrize("family", ["mel_2bar", "drums_2bar", "trio_flat", "groove_humanize"])
+def test_encoder_input_projection_equals_the_product_of_its_features(family):
+    """The encoder's first layer from gathered token columns (one-hot parts) == from its feature vectors, mu, sigma
+    and every gradient, with sequences shorter than the window (the backward direction reads them reversed)."""
+    spec = tiny_spec(family)
+    batch = dict(random_batch(spec), lengths=np.array([spec.num_steps, 5, 1], np.int32))
+    features = jnp.concatenate([p.encoder_features(batch) for p in spec.parts], axis=-1)
+    encoder = BidirectionalEncoder(spec.encoder_sizes, spec.z_size)
+    params = encoder.init(KEY, features, batch["lengths"])
+    projection = encoder_projection(spec.parts, batch)
+
+    def encode(params, project):
+        mu, sigma = encoder.apply(params, features, batch["lengths"], project)
+        return jnp.sum(jnp.sin(mu) * jnp.arange(spec.z_size)) + jnp.sum(sigma**2), (mu, sigma)
+
+    (_, ours), grads = jax.value_and_grad(encode, has_aux=True)(params, projection)
+    (_, dense), dense_grads = jax.value_and_grad(encode, has_aux=True)(params, None)
+    np.testing.assert_allclose(ours, dense, rtol=1e-5, atol=1e-6)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), grads, dense_grads)
+    assert float(jnp.abs(grads["params"]["backward"]["w_x_0"]).sum()) > 0
 
 
 @pytest.mark.parametrize("family", ["mel_2bar", "trio_flat"])

@@ -9,13 +9,22 @@ top backward layers; mu = W h + b, sigma = softplus(W' h + b').
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from musicvae_jax.models.lstm import LSTMStackWeights, reverse_by_length, run_layer, zero_carries
+from musicvae_jax.models.lstm import (
+    LSTMStackWeights,
+    reverse_by_length,
+    run_layer,
+    run_projected_layer,
+    zero_carries,
+)
+
+# (kernel [4H, features], reversed) -> the inputs (time-reversed by length if reversed) @ kernel.T [batch, T, 4H]
+InputProjection = Callable[[jax.Array, bool], jax.Array]
 
 
 class BidirectionalEncoder(nn.Module):
@@ -27,22 +36,38 @@ class BidirectionalEncoder(nn.Module):
     sequence_vjp: bool = True
 
     @nn.compact
-    def __call__(self, inputs: jax.Array, lengths: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """inputs [batch, T, features], lengths [batch] -> mu, sigma [batch, z]."""
+    def __call__(
+        self, inputs: jax.Array, lengths: jax.Array, project: InputProjection | None = None
+    ) -> tuple[jax.Array, jax.Array]:
+        """inputs [batch, T, features], lengths [batch] -> mu, sigma [batch, z].
+
+        `project`, where given, computes the first layer's input projection
+        from `inputs` in a cheaper way than the product (one-hot inputs
+        gather their tokens' kernel columns), on the sequence-VJP path.
+        """
         dtype = jnp.dtype(self.compute_dtype)
         forward = LSTMStackWeights(self.sizes, True, dtype, name="forward")(inputs.shape[-1])
         backward = LSTMStackWeights(self.sizes, True, dtype, name="backward")(inputs.shape[-1])
 
-        def run(w, x):
-            carry = zero_carries([w["w_h"].shape[1]], x.shape[0], x.dtype)[0]
+        def reads(w, x, reverse, projected):
+            """What one direction's pass reads: its input projection plus bias [T, 4H, batch], or its inputs."""
+            if projected:
+                return jnp.transpose(project(w["w_x"], reverse), (1, 2, 0)) + w["b"][:, None]
+            return reverse_by_length(x, lengths) if reverse else x
+
+        def run(w, x, projected):
+            carry = zero_carries([w["w_h"].shape[1]], lengths.shape[0], jnp.float32)[0]
+            if projected:
+                return run_projected_layer(w["w_h"], x, carry, lengths, self.unroll)
             return run_layer(w, x, carry, lengths, self.hoist_input_projection, self.unroll, self.sequence_vjp)
 
         x = inputs
         for i in range(len(self.sizes)):
-            ahead, (_, h_ahead) = run(forward[i], x)
+            projected = i == 0 and project is not None and self.sequence_vjp
+            ahead, (_, h_ahead) = run(forward[i], reads(forward[i], x, False, projected), projected)
             # One direction after the other: run side by side, their scans compete for the cores.
-            ahead, reversed_x = jax.lax.optimization_barrier((ahead, reverse_by_length(x, lengths)))
-            behind, (_, h_behind) = run(backward[i], reversed_x)
+            ahead, behind_reads = jax.lax.optimization_barrier((ahead, reads(backward[i], x, True, projected)))
+            behind, (_, h_behind) = run(backward[i], behind_reads, projected)
             x = jnp.concatenate([ahead, reverse_by_length(behind, lengths)], axis=-1)
         h = jnp.concatenate([h_ahead, h_behind], axis=-1)
         mu = nn.Dense(self.z_size, dtype=dtype, name="mu")(h).astype(jnp.float32)

@@ -261,13 +261,14 @@ def inverted_dropout_masks(rng: jax.Array, keep: float, shapes: Sequence[tuple[i
 
 
 def reverse_by_length(x: jax.Array, lengths: jax.Array) -> jax.Array:
-    """Reverses each example's first `length` steps in time; later steps become zeros."""
+    """Reverses each example's first `length` steps in time (x [batch, T, ...]); later steps become zeros."""
     steps = x.shape[1]
     t = jnp.arange(steps)[None, :]
     index = lengths[:, None] - 1 - t
-    valid = index >= 0
-    gathered = jnp.take_along_axis(x, jnp.clip(index, 0, steps - 1)[..., None], axis=1)
-    return jnp.where(valid[..., None], gathered, 0.0)
+    trailing = (1,) * (x.ndim - 2)
+    valid = (index >= 0).reshape(index.shape + trailing)
+    gathered = jnp.take_along_axis(x, jnp.clip(index, 0, steps - 1).reshape(index.shape + trailing), axis=1)
+    return jnp.where(valid, gathered, jnp.zeros((), x.dtype))
 
 
 def _sequence_forward(unroll, w_h, projected, c0, h0):

@@ -65,13 +65,28 @@ class Part:
         columns = jnp.take(kernel.T, jnp.maximum(values, 0), axis=0).astype(jnp.float32)
         return jnp.where((values >= 0)[..., None], columns, 0.0)
 
-    def encoder_features(self, batch: dict) -> jax.Array:
+    def encoder_values(self, batch: dict) -> jax.Array:
+        """What the encoder reads of this part: token ids [B, T] for one-hot inputs, else vectors [B, T, depth]."""
+        if self.encoder_input == "onehot":
+            return self.targets(batch)
         if self.encoder_input == "roll":
             return drum_roll(batch[self.name], jnp).astype(jnp.float32)
         if self.encoder_input == "groove_hits":
             hits = batch["hits"]
             return jnp.concatenate([hits, jnp.zeros_like(hits), jnp.zeros_like(hits)], axis=-1)
         return self.input_vectors(self.targets(batch))
+
+    def encoder_features(self, batch: dict) -> jax.Array:
+        """The encoder's input vectors [B, T, encoder_depth]."""
+        values = self.encoder_values(batch)
+        return self.input_vectors(values) if self.encoder_input == "onehot" else values
+
+    def project_encoder_values(self, values: jax.Array, kernel: jax.Array) -> jax.Array:
+        """encoder_values (or their time reversal) times a kernel [out, encoder_depth] -> float32 [B, T, out].
+
+        One-hot inputs gather their tokens' columns (`project`); vectors are multiplied.
+        """
+        return self.project(values, kernel) if self.encoder_input == "onehot" else dot(values, kernel)
 
     @property
     def encoder_depth(self) -> int:

@@ -10,6 +10,7 @@ one batch; in sampling, bar u starts from the last sampled token of bar u-1.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import flax.linen as nn
 import jax
@@ -17,8 +18,8 @@ import jax.numpy as jnp
 
 from musicvae_jax.models import decoders
 from musicvae_jax.models.decoders import CoreSpec, CoreWeights
-from musicvae_jax.models.encoder import BidirectionalEncoder
-from musicvae_jax.models.lstm import LSTMStackWeights, out_major, run_stack
+from musicvae_jax.models.encoder import BidirectionalEncoder, InputProjection
+from musicvae_jax.models.lstm import LSTMStackWeights, out_major, reverse_by_length, run_stack
 from musicvae_jax.models.parts import Part, parts_for
 
 
@@ -62,6 +63,25 @@ class ModelSpec:
         ]
 
 
+def encoder_projection(parts: tuple[Part, ...], batch: dict) -> InputProjection:
+    """The encoder's first input projection from each part's values: token columns gathered, vectors multiplied.
+
+    For a trio, whose 692 input features are three one-hots, this replaces
+    the largest product of a small model's encoder (BENCHMARKS.md).
+    """
+    values = [p.encoder_values(batch) for p in parts]
+    splits = list(itertools.accumulate(p.encoder_depth for p in parts))[:-1]
+
+    def project(kernel: jax.Array, reverse: bool) -> jax.Array:
+        blocks = jnp.split(kernel, splits, axis=1)
+        return sum(
+            p.project_encoder_values(reverse_by_length(v, batch["lengths"]) if reverse else v, k)
+            for p, v, k in zip(parts, values, blocks, strict=True)
+        )
+
+    return project
+
+
 class ConductorWeights(nn.Module):
     sizes: tuple[int, ...]
     compute_dtype: str = "float32"
@@ -93,7 +113,7 @@ class MusicVAE(nn.Module):
     def encode(self, batch: dict) -> tuple[jax.Array, jax.Array]:
         """mu, sigma [B, z] of q(z | x)."""
         features = jnp.concatenate([p.encoder_features(batch) for p in self.spec.parts], axis=-1)
-        return self.encoder(features, batch["lengths"])
+        return self.encoder(features, batch["lengths"], encoder_projection(self.spec.parts, batch))
 
     def conductor_embeddings(self, z: jax.Array) -> jax.Array:
         """z [B, z] -> one embedding per bar [B, U, H_conductor]."""
