@@ -25,14 +25,14 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_train import CONFIGS, time_config  # noqa: E402
+from bench_train import CONFIGS, random_batch, time_config  # noqa: E402
 from common import machine, prepare_torch_baseline  # noqa: E402
 from flops import lstm_flops, train_step_flops  # noqa: E402
 from suite import SIXTEEN_BAR, config_for, time_torch  # noqa: E402
 
 from musicvae_jax import train  # noqa: E402
 from musicvae_jax.models.encoder import BidirectionalEncoder  # noqa: E402
-from musicvae_jax.models.vae import ModelSpec  # noqa: E402
+from musicvae_jax.models.vae import ModelSpec, encoder_projection  # noqa: E402
 
 
 def _median_seconds(fn, steps: int) -> float:
@@ -46,20 +46,22 @@ def _median_seconds(fn, steps: int) -> float:
     return statistics.median(times)
 
 
-def encoder_inputs(spec: ModelSpec, batch: int) -> np.ndarray:
-    rng = np.random.default_rng(0)
-    depth = sum(p.encoder_depth for p in spec.parts)
-    return (rng.random((batch, spec.num_steps, depth)) < 0.1).astype(np.float32)
+def encoder_batch(spec: ModelSpec, batch: int) -> tuple[dict, np.ndarray]:
+    """A random batch of the representation and the encoder's input features for it (what both frameworks read)."""
+    data = {k: jnp.asarray(v) for k, v in random_batch(spec.representation, batch).items()}
+    features = np.concatenate([np.asarray(p.encoder_features(data)) for p in spec.parts], axis=-1)
+    return data, features
 
 
-def ours_seconds(spec: ModelSpec, inputs: np.ndarray, steps: int) -> float:
+def ours_seconds(spec: ModelSpec, data: dict, inputs: np.ndarray, steps: int) -> float:
+    """Our encoder as the model runs it: one-hot parts' input projection gathered (vae.encoder_projection)."""
     encoder = BidirectionalEncoder(spec.encoder_sizes, spec.z_size, sequence_vjp=spec.sequence_vjp)
     x = jnp.asarray(inputs)
-    lengths = jnp.full((x.shape[0],), x.shape[1], jnp.int32)
+    lengths = data["lengths"]
     params = encoder.init(jax.random.key(0), x, lengths)
 
     def loss(params):
-        mu, sigma = encoder.apply(params, x, lengths)
+        mu, sigma = encoder.apply(params, x, lengths, encoder_projection(spec.parts, data))
         return mu.sum() + sigma.sum()
 
     grad = jax.jit(jax.grad(loss))
@@ -108,10 +110,10 @@ def main() -> None:
         config = config_for(name, args.size, args.batch, args.batch_16bar)
         spec = train.model_spec(config)
         steps = args.steps_16bar if name in SIXTEEN_BAR and args.size == "real" else args.steps
-        inputs = encoder_inputs(spec, config.batch_size)
+        data, inputs = encoder_batch(spec, config.batch_size)
         encoder_flops = 3 * lstm_flops(spec.num_steps, inputs.shape[-1], spec.encoder_sizes, True) * config.batch_size
         share = encoder_flops / train_step_flops(spec, config.batch_size)
-        ours, theirs = ours_seconds(spec, inputs, steps), torch_seconds(spec, inputs, steps)
+        ours, theirs = ours_seconds(spec, data, inputs, steps), torch_seconds(spec, inputs, steps)
         step_ours = time_config(config, steps)["step_s"]
         step_theirs = time_torch(config, steps)["step_s"]
         rest_ours, rest_theirs = step_ours - ours, step_theirs - theirs
