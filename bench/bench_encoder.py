@@ -15,9 +15,7 @@ stack over every step); only the decoders differ in how they are scheduled.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import jax
@@ -26,24 +24,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train import CONFIGS, random_batch, time_config  # noqa: E402
-from common import machine, prepare_torch_baseline  # noqa: E402
+from common import machine, median_seconds, prepare_torch_baseline  # noqa: E402
 from flops import lstm_flops, train_step_flops  # noqa: E402
 from suite import SIXTEEN_BAR, config_for, time_torch  # noqa: E402
 
 from musicvae_jax import train  # noqa: E402
 from musicvae_jax.models.encoder import BidirectionalEncoder  # noqa: E402
 from musicvae_jax.models.vae import ModelSpec, encoder_projection  # noqa: E402
-
-
-def _median_seconds(fn, steps: int) -> float:
-    for _ in range(3):  # warm-up (and compilation)
-        fn()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def encoder_batch(spec: ModelSpec, batch: int) -> tuple[dict, np.ndarray]:
@@ -65,7 +52,7 @@ def ours_seconds(spec: ModelSpec, data: dict, inputs: np.ndarray, steps: int) ->
         return mu.sum() + sigma.sum()
 
     grad = jax.jit(jax.grad(loss))
-    return _median_seconds(lambda: jax.block_until_ready(grad(params)), steps)
+    return median_seconds(lambda: jax.block_until_ready(grad(params)), steps, warmup=3)
 
 
 def torch_seconds(spec: ModelSpec, inputs: np.ndarray, steps: int) -> float:
@@ -83,7 +70,7 @@ def torch_seconds(spec: ModelSpec, inputs: np.ndarray, steps: int) -> float:
         top = torch.cat([h[-2], h[-1]], dim=-1)
         (mu(top).sum() + torch.nn.functional.softplus(sigma(top)).sum()).backward()
 
-    return _median_seconds(step, steps)
+    return median_seconds(step, steps, warmup=3)
 
 
 def main() -> None:

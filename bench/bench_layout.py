@@ -17,16 +17,14 @@ kept transposed). models/lstm.py's sequence pass runs feature-major.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine  # noqa: E402
+from common import machine, median_seconds  # noqa: E402
 
 SHAPES = ((4, 2048), (32, 256), (32, 512), (32, 1024), (32, 2048), (128, 1024), (128, 2048), (512, 512))
 STEPS = 16
@@ -34,14 +32,7 @@ STEPS = 16
 
 def _seconds(fn, *args, repeats: int = 7) -> float:
     fn = jax.jit(fn)
-    for _ in range(2):
-        jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return median_seconds(lambda: jax.block_until_ready(fn(*args)), repeats, warmup=2)
 
 
 def _product(a, b, contracting):

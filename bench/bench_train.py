@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine  # noqa: E402
+from common import machine, median_seconds  # noqa: E402
 from flops import train_step_flops  # noqa: E402
 
 from configs import drums_2bar, groovae, mel_2bar, mel_16bar, trio  # noqa: E402
@@ -50,13 +50,7 @@ CONFIGS = {
 def matmul_flops_per_second(size: int = 2048, repeats: int = 10, dtype=jnp.float32) -> float:
     a = jax.random.normal(jax.random.key(0), (size, size), dtype)
     f = jax.jit(lambda x: x @ x)
-    f(a).block_until_ready()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        f(a).block_until_ready()
-        times.append(time.perf_counter() - start)
-    return 2 * size**3 / statistics.median(times)
+    return 2 * size**3 / median_seconds(lambda: f(a).block_until_ready(), repeats)
 
 
 def random_batch(representation: str, batch_size: int, seed: int = 0) -> dict[str, np.ndarray]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
+import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,6 +37,18 @@ def best_of(repeats: int, fn: Callable[[], object]) -> tuple[float, object]:
     return best, result
 
 
+def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
+    """The median wall time of `repeats` calls of fn after `warmup` untimed ones; fn must wait for its own work."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def torch_device(torch) -> str:
     """Where the baseline runs: the GPU when JAX runs on one and PyTorch sees it, else the CPU."""
     import jax
@@ -50,7 +63,7 @@ def prepare_torch_baseline(torch, device: str = "cpu") -> str:
     float32 products on NVIDIA GPUs by default, so float32 runs compare the
     same arithmetic.
 
-    All cores; denormals flushed to zero as XLA does (without it, decaying
+    On a CPU: all cores; denormals flushed to zero as XLA does (without it, decaying
     values made torch's first steps up to 5x slower); and freed memory kept
     for reuse: glibc's malloc otherwise maps every large block afresh and
     returns it at free, and the page faults of torch's per-step temporaries

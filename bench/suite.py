@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 import time
@@ -40,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_input import batches_per_second  # noqa: E402
 from bench_sample import sample_seconds  # noqa: E402
 from bench_train import CONFIGS, matmul_flops_per_second, random_batch, time_config  # noqa: E402
-from common import GROOVE_DIR, machine, prepare_torch_baseline, torch_device  # noqa: E402
+from common import GROOVE_DIR, machine, median_seconds, prepare_torch_baseline, torch_device  # noqa: E402
 
 from musicvae_jax import train  # noqa: E402
 from musicvae_jax.convert import convert  # noqa: E402
@@ -67,15 +66,7 @@ def torch_matmul_flops(size: int = 2048, repeats: int = 10, dtype: str = "float3
 
     a = torch.randn(size, size, device=device).to(getattr(torch, dtype))
     sync = torch_sync(torch, device)
-    a @ a
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ a
-        sync()
-        times.append(time.perf_counter() - start)
-    return 2 * size**3 / statistics.median(times)
+    return 2 * size**3 / median_seconds(lambda: (a @ a, sync()), repeats)
 
 
 def torch_sync(torch, device: str):
@@ -119,15 +110,7 @@ def time_torch(config, steps: int, device: str = "cpu") -> dict | None:
         model, config.train.learning_rate, config.train.clip_norm, config.train.free_bits, 0.2, autocast=autocast
     )
     sync = torch_sync(torch, device)
-    step(encoder_inputs, one_hots)  # warm-up
-    sync()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step(encoder_inputs, one_hots)
-        sync()
-        times.append(time.perf_counter() - start)
-    seconds = statistics.median(times)
+    seconds = median_seconds(lambda: (step(encoder_inputs, one_hots), sync()), steps)
     return {"step_s": seconds, "examples_per_s": config.batch_size / seconds}
 
 
