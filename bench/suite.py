@@ -111,6 +111,9 @@ def time_torch(config, steps: int, device: str = "cpu") -> dict | None:
     )
     sync = torch_sync(torch, device)
     seconds = median_seconds(lambda: (step(encoder_inputs, one_hots), sync()), steps)
+    if device == "cuda":  # hand the cached blocks back, so the next row's JAX step finds the memory free
+        del model, step, one_hots, features, encoder_inputs
+        torch.cuda.empty_cache()
     return {"step_s": seconds, "examples_per_s": config.batch_size / seconds}
 
 
@@ -170,6 +173,8 @@ def markdown(results: dict) -> str:
             f"{r['examples_per_s']:.1f} | {r['flops'] / 1e9:.1f} | {r['flops_per_s'] / 1e9:.1f} | "
             f"{r['of_matmul']:.0%} | {torch_cells} |"
         )
+    for r in results.get("errors", []):
+        lines.append(f"| {r['config']} | {r['size']} | {r['batch']} | {r['steps']} | failed: {r['error'][:120]} |")
     if results["input"]:
         lines += ["", "| representation | corpus | workers | examples/s | step consumes | loader / step |"]
         lines.append("|---|---|---|---|---|---|")
@@ -247,7 +252,13 @@ def main() -> None:
             config = config_for(name, size, args.batch, args.batch_16bar, args.precision)
             steps = args.steps_16bar if size == "real" and name in SIXTEEN_BAR and args.steps_16bar else args.steps
             row = {"config": name, "size": size, "batch": config.batch_size, "steps": steps}
-            row.update(time_config(config, steps))
+            try:
+                row.update(time_config(config, steps))
+            except jax.errors.JaxRuntimeError as error:  # out of device memory, say: the other rows still run
+                results.setdefault("errors", []).append({**row, "error": str(error).splitlines()[0]})
+                print(f"train {name}:{size} batch {config.batch_size}: {results['errors'][-1]['error']}", flush=True)
+                write(results, stem)
+                continue
             row["of_matmul"] = row["flops_per_s"] / peak
             if not args.skip_torch:
                 row["torch"] = time_torch(config, steps, device)

@@ -1,0 +1,166 @@
+"""Where a training step's device time goes: a profiler trace of a few steps, summed by kernel.
+
+    python bench/profile_step.py --config trio_16bar_hier --batch 256 --precision bfloat16 --out runs/profile
+    python bench/profile_step.py --config mel_2bar_big --batch 512 --set model.unroll=2 --set model.sequence_vjp=False
+
+Compiles and times the step as bench/suite.py does (jit, donated state,
+random batch, median of --steps), then traces --trace_steps more under
+jax.profiler with a Perfetto trace and sums the device's events by name:
+total, count, mean and share of the traced window. On a GPU the device
+events are its kernels; on a CPU, the XLA client thread's thunks. "busy" is
+the union of those events over the window; the rest is the device waiting
+on the host (launches, loop conditions, copies to and from it). Writes the
+summary as Markdown beside the trace (open the .json.gz in ui.perfetto.dev).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import collections
+import functools
+import gzip
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_train import CONFIGS, random_batch  # noqa: E402
+from common import machine, median_seconds  # noqa: E402
+from suite import config_for  # noqa: E402
+
+from musicvae_jax import train  # noqa: E402
+from musicvae_jax.models.vae import MusicVAE  # noqa: E402
+
+
+def thread_names(events: list[dict]) -> dict[tuple, str]:
+    """Every traced thread's (pid, tid) with its 'process thread' name."""
+    processes = {e["pid"]: e["args"]["name"] for e in events if e.get("ph") == "M" and e.get("name") == "process_name"}
+    return {
+        (e["pid"], e["tid"]): f"{processes.get(e['pid'], e['pid'])} {e['args']['name']}"
+        for e in events
+        if e.get("ph") == "M" and e.get("name") == "thread_name"
+    }
+
+
+def device_threads(names: dict[tuple, str]) -> dict[tuple, str]:
+    """The threads that run device work: a GPU's streams (else all its lines), or a CPU client's thunk thread."""
+    on_device = {k: v for k, v in names.items() if v.startswith("/device:")}
+    streams = {k: v for k, v in on_device.items() if "stream" in v.lower()}
+    return streams or on_device or {k: v for k, v in names.items() if "XLAPjRtCpuClient" in v}
+
+
+def summarize(events: list[dict], top: int = 25) -> str:
+    """Markdown: the traced threads, the device's busy share of the window, and its events by total time."""
+    spans = [e for e in events if e.get("ph") == "X" and "dur" in e]
+    if not spans:
+        return "no timed events in the trace\n"
+    per_thread = collections.Counter()
+    for e in spans:
+        per_thread[(e["pid"], e["tid"])] += e["dur"]
+    names = thread_names(events)
+    chosen = device_threads(names)
+    device = [e for e in spans if (e["pid"], e["tid"]) in chosen]
+    start = min(e["ts"] for e in spans)
+    window = max(e["ts"] + e["dur"] for e in spans) - start
+    busy, reach = 0.0, start
+    for e in sorted(device, key=lambda e: e["ts"]):
+        end = e["ts"] + e["dur"]
+        if end > reach:
+            busy += end - max(e["ts"], reach)
+            reach = end
+    by_name: dict[str, list[float]] = collections.defaultdict(list)
+    for e in device:
+        by_name[e["name"]].append(e["dur"])
+    total = sum(sum(d) for d in by_name.values())
+    lines = [
+        f"Traced window {window / 1e3:.1f} ms; device threads: {', '.join(sorted(chosen.values())) or 'none found'}.",
+        f"Device busy {busy / 1e3:.1f} ms ({busy / window:.0%} of the window); events sum to {total / 1e3:.1f} ms.",
+        "",
+        "| device event | count | total ms | mean us | share of busy |",
+        "|---|---|---|---|---|",
+    ]
+    for name, durations in sorted(by_name.items(), key=lambda kv: -sum(kv[1]))[:top]:
+        lines.append(
+            f"| `{name[:90]}` | {len(durations)} | {sum(durations) / 1e3:.2f} | "
+            f"{sum(durations) / len(durations):.1f} | {sum(durations) / max(busy, 1e-9):.0%} |"
+        )
+    lines += ["", "| thread | total ms of its events |", "|---|---|"]
+    for key, dur in per_thread.most_common(12):
+        lines.append(f"| {names.get(key, key)} | {dur / 1e3:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def apply_overrides(config, overrides: list[str]) -> None:
+    """`key.path=value` pairs (values as Python literals, else strings) onto the config."""
+    for item in overrides:
+        path, _, text = item.partition("=")
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text
+        *parents, leaf = path.split(".")
+        node = config
+        for name in parents:
+            node = getattr(node, name)
+        if leaf not in node:
+            sys.exit(f"--set {item}: the config has no field {path!r}")
+        setattr(node, leaf, value)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True, choices=sorted(CONFIGS))
+    parser.add_argument("--size", choices=("real", "tiny"), default="real")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--precision", choices=("float32", "bfloat16"), default="float32")
+    parser.add_argument("--set", action="append", default=[], help="config override, e.g. model.unroll=2")
+    parser.add_argument("--steps", type=int, default=5, help="steps timed before the trace")
+    parser.add_argument("--trace_steps", type=int, default=2)
+    parser.add_argument("--out", default="runs/profile")
+    args = parser.parse_args()
+
+    config = config_for(args.config, args.size, args.batch, args.batch, args.precision)
+    apply_overrides(config, args.set)
+    train.validate_config(config)
+    spec, tspec = train.model_spec(config), train.TrainSpec.from_config(config)
+    state = train.create_state(spec, tspec, jax.random.key(0))
+    step = jax.jit(functools.partial(train.train_step, model=MusicVAE(spec), spec=tspec), donate_argnums=(0,))
+    batch = {k: jnp.asarray(v) for k, v in random_batch(spec.representation, config.batch_size).items()}
+    rng = jax.random.key(1)
+    holder = [state]
+
+    def run():
+        holder[0], metrics = step(holder[0], batch, rng)
+        jax.block_until_ready((holder[0], metrics))
+
+    seconds = median_seconds(run, args.steps)
+    tag = "-".join([args.config, args.size, f"b{config.batch_size}", args.precision, *args.set]).replace("=", "")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as trace_dir:
+        with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
+            for _ in range(args.trace_steps):
+                run()
+        trace = next(Path(trace_dir).rglob("perfetto_trace.json.gz"))
+        shutil.copy(trace, out / f"trace-{tag}.json.gz")
+    with gzip.open(out / f"trace-{tag}.json.gz") as f:
+        data = json.load(f)
+    events = data["traceEvents"] if isinstance(data, dict) else data
+    header = (
+        f"{machine()}, backend {jax.default_backend()} ({jax.devices()[0].device_kind}), jax {jax.__version__}. "
+        f"{args.config} {args.size}, batch {config.batch_size}, {args.precision}, overrides {args.set or 'none'}: "
+        f"step {seconds:.4f} s (median of {args.steps}); {args.trace_steps} steps traced.\n\n"
+    )
+    text = header + summarize(events)
+    (out / f"profile-{tag}.md").write_text(text)
+    print(text, flush=True)
+
+
+if __name__ == "__main__":
+    main()
