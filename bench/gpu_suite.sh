@@ -59,7 +59,7 @@ PY
   local config=${PROFILE:-mel_2bar_big} batch=${BATCH:-512}
   stage "${PROFILE_LIMIT:-100}" bash -c "$(printf '%q ' "${profile[@]}" --config "$config" --batch "$batch") && \
     $(printf '%q ' "${profile[@]}" --config trio_16bar_hier --batch "${BATCH_16BAR:-256}")"
-  for variant in model.unroll=2 model.unroll=4 model.sequence_vjp=False model.hoist_input_projection=True; do
+  for variant in model.unroll=2 model.sequence_vjp=False model.hoist_input_projection=True model.batch_directions=True; do
     stage "${VARIANT_LIMIT:-25}" "${profile[@]}" --config "$config" --batch "$batch" --trace_steps 1 --set "$variant"
   done
   # The device tool brings back at most 8 files: one for the summaries, one for the traces.

@@ -77,6 +77,7 @@ def model_spec(config: ConfigDict) -> ModelSpec:
         humanize=m.humanize,
         compute_dtype=m.get("compute_dtype", "float32"),  # checkpoints from before the option have none
         sequence_vjp=m.get("sequence_vjp", True),
+        batch_directions=m.get("batch_directions", False),
     )
 
 

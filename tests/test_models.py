@@ -190,6 +190,29 @@ def test_encoder_input_projection_equals_the_product_of_its_features(family):
     assert float(jnp.abs(grads["params"]["backward"]["w_x_0"]).sum()) > 0
 
 
+@pytest.mark.parametrize("family,sequence_vjp", [("trio_flat", True), ("mel_2bar", False)])
+def test_encoder_batched_directions_equal_one_after_the_other(family, sequence_vjp):
+    """batch_directions (one vmapped scan over both directions) is the same function: mu, sigma, every gradient,
+    with sequences shorter than the window, on the gathered-projection path and on the plain one."""
+    spec = tiny_spec(family)
+    batch = dict(random_batch(spec), lengths=np.array([spec.num_steps, 5, 1], np.int32))
+    features = jnp.concatenate([p.encoder_features(batch) for p in spec.parts], axis=-1)
+    projection = encoder_projection(spec.parts, batch)
+    sizes = (6, 5)  # two layers: the second reads both directions' outputs
+
+    def encode(params, batched):
+        encoder = BidirectionalEncoder(sizes, spec.z_size, sequence_vjp=sequence_vjp, batch_directions=batched)
+        mu, sigma = encoder.apply(params, features, batch["lengths"], projection)
+        return jnp.sum(jnp.sin(mu) * jnp.arange(spec.z_size)) + jnp.sum(sigma**2), (mu, sigma)
+
+    params = BidirectionalEncoder(sizes, spec.z_size).init(KEY, features, batch["lengths"])
+    (_, batched), grads = jax.value_and_grad(encode, has_aux=True)(params, True)
+    (_, one_by_one), one_by_one_grads = jax.value_and_grad(encode, has_aux=True)(params, False)
+    np.testing.assert_allclose(batched, one_by_one, rtol=1e-5, atol=1e-6)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), grads, one_by_one_grads)
+    assert float(jnp.abs(grads["params"]["backward"]["w_h_1"]).sum()) > 0
+
+
 @pytest.mark.parametrize("family", ["mel_2bar", "trio_flat"])
 def test_scheduled_sampling_at_probability_zero_is_teacher_forcing(family):
     spec, batch, model, params = initialised(family)

@@ -1,9 +1,11 @@
 """Bidirectional LSTM encoder: sequence -> (mu, sigma) of q(z | x).
 
-The two directions of a layer run one after the other: as one vmapped scan,
-or as two scans XLA may run at once, they competed for the CPU's cores and
-were 3-8% slower (BENCHMARKS.md). Each layer after the first reads both
-directions' outputs. h is the final state of the top forward and
+The two directions of a layer run one after the other by default: as one
+vmapped scan, or as two scans XLA may run at once, they competed for the
+CPU's cores and were 3-8% slower (BENCHMARKS.md). `batch_directions` runs
+them as one vmapped scan, each step's two products one batched product,
+for accelerators where one product of a step leaves the chip half idle.
+Each layer after the first reads both directions' outputs. h is the final state of the top forward and
 top backward layers; mu = W h + b, sigma = softplus(W' h + b').
 """
 
@@ -34,6 +36,7 @@ class BidirectionalEncoder(nn.Module):
     unroll: int = 1
     compute_dtype: str = "float32"
     sequence_vjp: bool = True
+    batch_directions: bool = False
 
     @nn.compact
     def __call__(
@@ -61,13 +64,23 @@ class BidirectionalEncoder(nn.Module):
                 return run_projected_layer(w["w_h"], x, carry, lengths, self.unroll)
             return run_layer(w, x, carry, lengths, self.hoist_input_projection, self.unroll, self.sequence_vjp)
 
+        def both(w_ahead, w_behind, x, projected):
+            """One layer's two directions: (outputs, final h) of each."""
+            if self.batch_directions:
+                w = jax.tree.map(lambda a, b: jnp.stack([a, b]), w_ahead, w_behind)
+                xs = jnp.stack([reads(w_ahead, x, False, projected), reads(w_behind, x, True, projected)])
+                outputs, (_, h) = jax.vmap(lambda w, x: run(w, x, projected))(w, xs)
+                return (outputs[0], h[0]), (outputs[1], h[1])
+            ahead, (_, h_ahead) = run(w_ahead, reads(w_ahead, x, False, projected), projected)
+            # One direction after the other: run side by side, their scans compete for the cores.
+            ahead, behind_reads = jax.lax.optimization_barrier((ahead, reads(w_behind, x, True, projected)))
+            behind, (_, h_behind) = run(w_behind, behind_reads, projected)
+            return (ahead, h_ahead), (behind, h_behind)
+
         x = inputs
         for i in range(len(self.sizes)):
             projected = i == 0 and project is not None and self.sequence_vjp
-            ahead, (_, h_ahead) = run(forward[i], reads(forward[i], x, False, projected), projected)
-            # One direction after the other: run side by side, their scans compete for the cores.
-            ahead, behind_reads = jax.lax.optimization_barrier((ahead, reads(backward[i], x, True, projected)))
-            behind, (_, h_behind) = run(backward[i], behind_reads, projected)
+            (ahead, h_ahead), (behind, h_behind) = both(forward[i], backward[i], x, projected)
             x = jnp.concatenate([ahead, reverse_by_length(behind, lengths)], axis=-1)
         h = jnp.concatenate([h_ahead, h_behind], axis=-1)
         mu = nn.Dense(self.z_size, dtype=dtype, name="mu")(h).astype(jnp.float32)

@@ -38,6 +38,7 @@ class ModelSpec:
     humanize: bool = False
     compute_dtype: str = "float32"  # "bfloat16": mixed precision (float32 params, loss and optimizer)
     sequence_vjp: bool = True  # LSTM weight gradients once per sequence (models/lstm.py)
+    batch_directions: bool = False  # the encoder's two directions as one batched scan (models/encoder.py)
 
     @property
     def hierarchical(self) -> bool:
@@ -104,7 +105,13 @@ class MusicVAE(nn.Module):
     def setup(self):
         s = self.spec
         self.encoder = BidirectionalEncoder(
-            s.encoder_sizes, s.z_size, s.hoist_input_projection, s.unroll, s.compute_dtype, s.sequence_vjp
+            s.encoder_sizes,
+            s.z_size,
+            s.hoist_input_projection,
+            s.unroll,
+            s.compute_dtype,
+            s.sequence_vjp,
+            s.batch_directions,
         )
         self.cores = [CoreWeights(c, name=f"core_{i}") for i, c in enumerate(s.core_specs())]
         if s.hierarchical:
