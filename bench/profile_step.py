@@ -2,6 +2,7 @@
 
     python bench/profile_step.py --config trio_16bar_hier --batch 256 --precision bfloat16 --out runs/profile
     python bench/profile_step.py --config mel_2bar_big --batch 512 --set model.unroll=2 --set model.sequence_vjp=False
+    XLA_FLAGS=--xla_gpu_enable_command_buffer=+WHILE python bench/profile_step.py --config mel_2bar_big --tag cmdbuf
 
 Compiles and times the step as bench/suite.py does (jit, donated state,
 random batch, median of --steps), then traces --trace_steps more under
@@ -21,6 +22,7 @@ import collections
 import functools
 import gzip
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -122,6 +124,7 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], help="config override, e.g. model.unroll=2")
     parser.add_argument("--steps", type=int, default=5, help="steps timed before the trace")
     parser.add_argument("--trace_steps", type=int, default=2)
+    parser.add_argument("--tag", default="", help="appended to the output files' names (an XLA_FLAGS variant, say)")
     parser.add_argument("--out", default="runs/profile")
     args = parser.parse_args()
 
@@ -140,7 +143,8 @@ def main() -> None:
         jax.block_until_ready((holder[0], metrics))
 
     seconds = median_seconds(run, args.steps)
-    tag = "-".join([args.config, args.size, f"b{config.batch_size}", args.precision, *args.set]).replace("=", "")
+    parts = [args.config, args.size, f"b{config.batch_size}", args.precision, *args.set, args.tag]
+    tag = "-".join(p for p in parts if p).replace("=", "")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as trace_dir:
@@ -154,7 +158,8 @@ def main() -> None:
     events = data["traceEvents"] if isinstance(data, dict) else data
     header = (
         f"{machine()}, backend {jax.default_backend()} ({jax.devices()[0].device_kind}), jax {jax.__version__}. "
-        f"{args.config} {args.size}, batch {config.batch_size}, {args.precision}, overrides {args.set or 'none'}: "
+        f"{args.config} {args.size}, batch {config.batch_size}, {args.precision}, overrides {args.set or 'none'}, "
+        f"XLA_FLAGS {os.environ.get('XLA_FLAGS') or 'none'}: "
         f"step {seconds:.4f} s (median of {args.steps}); {args.trace_steps} steps traced.\n\n"
     )
     text = header + summarize(events)
