@@ -39,6 +39,39 @@ def check_batch_size(global_batch_size: int, mesh: Mesh) -> None:
         )
 
 
+def check_step_fits(memory: Any, bytes_limit: int | None, global_batch_size: int, mesh: Mesh) -> None:
+    """Stops at start-up, naming config.batch_size, when a compiled step needs more memory than a device has.
+
+    `memory` is the compiled step's `memory_analysis()` (XLA's own count of
+    one device's buffers), `bytes_limit` what the device's allocator may use
+    (`memory_stats()["bytes_limit"]`; None on a CPU, where nothing is checked).
+    Otherwise the run would stop at its first step with XLA's
+    RESOURCE_EXHAUSTED and a stack trace.
+    """
+    if memory is None or not bytes_limit:
+        return
+    need = (
+        memory.temp_size_in_bytes
+        + memory.argument_size_in_bytes
+        + memory.output_size_in_bytes
+        - memory.alias_size_in_bytes  # donated state: its outputs reuse its inputs
+    )
+    if need > bytes_limit:
+        per_device = global_batch_size // mesh.devices.size
+        raise ValueError(
+            f"config.batch_size {global_batch_size} ({per_device} per device): the training step needs "
+            f"{need / 2**30:.1f} GiB of memory on each device, which has {bytes_limit / 2**30:.1f} GiB; "
+            f"lower config.batch_size (the step's temporaries, {memory.temp_size_in_bytes / 2**30:.1f} GiB, "
+            "grow with it) or spread it over more devices"
+        )
+
+
+def device_bytes_limit() -> int | None:
+    """What one of this process's devices' allocator may use, or None where the backend does not say (CPUs)."""
+    stats = jax.local_devices()[0].memory_stats()
+    return stats.get("bytes_limit") if stats else None
+
+
 def global_batch(local_batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
     """This process's rows -> one global array per field, sharded on the batch axis."""
     sharding = batch_sharding(mesh)

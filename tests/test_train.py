@@ -17,7 +17,7 @@ from array_record.python.array_record_module import ArrayRecordReader, ArrayReco
 from helpers import GROOVE_DIR, REPO
 
 from configs import drums_2bar, groovae, mel_2bar, mel_16bar, trio
-from musicvae_jax import checkpoints, input_pipeline, records, train
+from musicvae_jax import checkpoints, input_pipeline, parallel, records, train
 from musicvae_jax.convert import convert
 from musicvae_jax.demo_corpus import write_demo_corpus
 from musicvae_jax.models.vae import MusicVAE
@@ -221,3 +221,27 @@ def test_one_and_two_devices_give_the_same_losses_and_parameters(corpora, tmp_pa
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "losses" in result.stdout
+
+
+def test_a_step_too_big_for_the_device_memory_stops_at_start_up_naming_the_batch():
+    """XLA's count of the compiled step's buffers against a device's limit (CPUs give none, so the limit is set)."""
+    config = mel_2bar.get_config("tiny")
+    config.batch_size = 8
+    spec, tspec = train.model_spec(config), train.TrainSpec.from_config(config)
+    state = train.create_state(spec, tspec, jax.random.key(0))
+    batch = {k: jax.numpy.asarray(v) for k, v in train.example_batch(spec, config.batch_size).items()}
+    step = jax.jit(functools.partial(train.train_step, model=MusicVAE(spec), spec=tspec), donate_argnums=(0,))
+    memory = step.lower(state, batch, jax.random.key(1)).compile().memory_analysis()
+    need = (
+        memory.temp_size_in_bytes
+        + memory.argument_size_in_bytes
+        + memory.output_size_in_bytes
+        - memory.alias_size_in_bytes
+    )
+    assert memory.temp_size_in_bytes > 0 and memory.alias_size_in_bytes > 0  # the state is donated
+    mesh = parallel.make_mesh(jax.devices()[:1])
+    parallel.check_step_fits(memory, None, 8, mesh)  # a CPU: no limit, no check
+    parallel.check_step_fits(memory, need, 8, mesh)
+    with pytest.raises(ValueError, match=r"config.batch_size 8 \(8 per device\).* GiB of memory on each device"):
+        parallel.check_step_fits(memory, need - 1, 8, mesh)
+    assert parallel.device_bytes_limit() is None  # this CPU's devices report no limit
