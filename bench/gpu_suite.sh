@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on a lent GPU machine: a correctness check; profiles of the step
-# and of the variants that could change where its time goes; then the
-# benchmark suite in float32 (TF32 on both sides, each framework's GPU
+# and of the variants that could change where its time goes; the main job
+# (and its start-up memory check); then the benchmark suite in float32 (TF32 on both sides, each framework's GPU
 # default) and in bfloat16. Everything lands in $OUT (the device tool's
 # output folder; runs/gpu when run by hand).
 #
@@ -53,7 +53,7 @@ PY
 
   # Gradients and batched decoding against their references, at full float32 precision.
   stage "${TEST_LIMIT:-60}" env JAX_DEFAULT_MATMUL_PRECISION=highest python3 -m pytest "${xdist[@]}" -x -q \
-    -p no:cacheprovider tests/test_models.py -k "sequence_vjp or batched_bars or input_projection or hoisted or masking"
+    -p no:cacheprovider tests/test_models.py -k "sequence_vjp or batched_bars or batched_directions or input_projection or hoisted or masking"
 
   # Where the device time goes (bench/profile_step.py), then the variants that could change it.
   local profile=(python3 bench/profile_step.py --precision bfloat16 --out "$OUT" --steps 3)
@@ -71,8 +71,17 @@ PY
 
   # The device tool brings back at most 8 files: one for the summaries, one for the traces.
   (cd "$OUT" && cat profile-*.md >profiles.md && rm profile-*.md && tar -cf traces.tar trace-*.json.gz && rm trace-*.json.gz)
-  stage "${FLOAT32_LIMIT:-120}" "${suite[@]}" --only "$only"
-  stage "${BFLOAT16_LIMIT:-100}" "${suite[@]}" --only "$only" --precision bfloat16
+  # The main job: the demo, then reference-size float32 trio at a batch no GPU holds, which must stop
+  # at start-up naming config.batch_size (train.py's memory check), not at its first step.
+  local demo
+  demo=$(mktemp -d)/demo
+  stage "${DEMO_LIMIT:-40}" python3 -m musicvae_jax.main --workdir "$demo" --config.train.num_steps=30 \
+    --config.train.log_every=10
+  stage "${OOM_LIMIT:-60}" python3 -m musicvae_jax.main --workdir "$demo-oom" --config configs/trio.py \
+    --config.data.path="$demo/data/trio_16bar" --config.batch_size=2048
+
+  stage "${FLOAT32_LIMIT:-90}" "${suite[@]}" --only "$only"
+  stage "${BFLOAT16_LIMIT:-60}" "${suite[@]}" --only "$only" --precision bfloat16
 }
 
 main 2>&1 | tee "$OUT/gpu.log"
