@@ -68,12 +68,18 @@ def random_batch(representation: str, batch_size: int, seed: int = 0) -> dict[st
     return batch
 
 
-def time_config(config, steps: int) -> dict:
+def step_setup(config):
+    """The jitted train step (state donated) and what it is called with: (step, state, random batch, rng)."""
     spec, tspec = train.model_spec(config), train.TrainSpec.from_config(config)
     state = train.create_state(spec, tspec, jax.random.key(0))
     step = jax.jit(functools.partial(train.train_step, model=MusicVAE(spec), spec=tspec), donate_argnums=(0,))
     batch = {k: jnp.asarray(v) for k, v in random_batch(spec.representation, config.batch_size).items()}
-    rng = jax.random.key(1)
+    return step, state, batch, jax.random.key(1)
+
+
+def time_config(config, steps: int) -> dict:
+    spec = train.model_spec(config)
+    step, state, batch, rng = step_setup(config)
     start = time.perf_counter()
     compiled = step.lower(state, batch, rng).compile()
     compile_seconds = time.perf_counter() - start

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # One call on a lent GPU machine: a correctness check; profiles of the step
 # and of the variants that could change where its time goes; the main job
-# (and its start-up memory check); then the benchmark suite in float32 (TF32 on both sides, each framework's GPU
-# default) and in bfloat16. Everything lands in $OUT (the device tool's
-# output folder; runs/gpu when run by hand).
+# (and its start-up memory check); then the benchmark suite in float32 (TF32
+# on both sides, each framework's GPU default) and in bfloat16. Everything
+# lands in $OUT (the device tool's output folder; runs/gpu when run by hand).
 #
 #   bash bench/fetch_device_wheels.sh          # here, once: the wheels the image lacks
 #   device run: bash bench/gpu_suite.sh        carry [".whl"], timeout_s 595

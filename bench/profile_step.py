@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import ast
 import collections
-import functools
 import gzip
 import json
 import os
@@ -29,15 +28,13 @@ import tempfile
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_train import CONFIGS, random_batch  # noqa: E402
+from bench_train import CONFIGS, step_setup  # noqa: E402
 from common import machine, median_seconds  # noqa: E402
 from suite import config_for  # noqa: E402
 
 from musicvae_jax import train  # noqa: E402
-from musicvae_jax.models.vae import MusicVAE  # noqa: E402
 
 
 def thread_names(events: list[dict]) -> dict[tuple, str]:
@@ -131,11 +128,7 @@ def main() -> None:
     config = config_for(args.config, args.size, args.batch, args.batch, args.precision)
     apply_overrides(config, args.set)
     train.validate_config(config)
-    spec, tspec = train.model_spec(config), train.TrainSpec.from_config(config)
-    state = train.create_state(spec, tspec, jax.random.key(0))
-    step = jax.jit(functools.partial(train.train_step, model=MusicVAE(spec), spec=tspec), donate_argnums=(0,))
-    batch = {k: jnp.asarray(v) for k, v in random_batch(spec.representation, config.batch_size).items()}
-    rng = jax.random.key(1)
+    step, state, batch, rng = step_setup(config)
     holder = [state]
 
     def run():

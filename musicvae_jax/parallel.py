@@ -50,12 +50,7 @@ def check_step_fits(memory: Any, bytes_limit: int | None, global_batch_size: int
     """
     if memory is None or not bytes_limit:
         return
-    need = (
-        memory.temp_size_in_bytes
-        + memory.argument_size_in_bytes
-        + memory.output_size_in_bytes
-        - memory.alias_size_in_bytes  # donated state: its outputs reuse its inputs
-    )
+    need = step_bytes(memory)
     if need > bytes_limit:
         per_device = global_batch_size // mesh.devices.size
         raise ValueError(
@@ -64,6 +59,16 @@ def check_step_fits(memory: Any, bytes_limit: int | None, global_batch_size: int
             f"lower config.batch_size (the step's temporaries, {memory.temp_size_in_bytes / 2**30:.1f} GiB, "
             "grow with it) or spread it over more devices"
         )
+
+
+def step_bytes(memory: Any) -> int:
+    """One device's memory for a compiled step, from its `memory_analysis()`: temporaries, inputs and outputs."""
+    return (
+        memory.temp_size_in_bytes
+        + memory.argument_size_in_bytes
+        + memory.output_size_in_bytes
+        - memory.alias_size_in_bytes  # donated state: its outputs reuse its inputs
+    )
 
 
 def device_bytes_limit() -> int | None:

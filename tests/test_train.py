@@ -232,12 +232,7 @@ def test_a_step_too_big_for_the_device_memory_stops_at_start_up_naming_the_batch
     batch = {k: jax.numpy.asarray(v) for k, v in train.example_batch(spec, config.batch_size).items()}
     step = jax.jit(functools.partial(train.train_step, model=MusicVAE(spec), spec=tspec), donate_argnums=(0,))
     memory = step.lower(state, batch, jax.random.key(1)).compile().memory_analysis()
-    need = (
-        memory.temp_size_in_bytes
-        + memory.argument_size_in_bytes
-        + memory.output_size_in_bytes
-        - memory.alias_size_in_bytes
-    )
+    need = parallel.step_bytes(memory)
     assert memory.temp_size_in_bytes > 0 and memory.alias_size_in_bytes > 0  # the state is donated
     mesh = parallel.make_mesh(jax.devices()[:1])
     parallel.check_step_fits(memory, None, 8, mesh)  # a CPU: no limit, no check

@@ -5,8 +5,9 @@ vmapped scan, or as two scans XLA may run at once, they competed for the
 CPU's cores and were 3-8% slower (BENCHMARKS.md). `batch_directions` runs
 them as one vmapped scan, each step's two products one batched product,
 for accelerators where one product of a step leaves the chip half idle.
-Each layer after the first reads both directions' outputs. h is the final state of the top forward and
-top backward layers; mu = W h + b, sigma = softplus(W' h + b').
+Each layer after the first reads both directions' outputs. h is the final
+state of the top forward and top backward layers; mu = W h + b,
+sigma = softplus(W' h + b').
 """
 
 from __future__ import annotations
