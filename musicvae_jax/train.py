@@ -181,18 +181,17 @@ def create_state(spec: ModelSpec, train: TrainSpec, rng: jax.Array) -> train_sta
     return train_state.TrainState.create(apply_fn=model.apply, params=params, tx=make_optimizer(train))
 
 
-def train_step(
-    state: train_state.TrainState, batch: dict, rng: jax.Array, *, model: MusicVAE, spec: TrainSpec
-) -> tuple[train_state.TrainState, dict]:
-    """One optimiser step; skips the update when the gradient norm is over the limit (or not finite)."""
-    step_rng = jax.random.fold_in(rng, state.step)
-    sampling_prob = objectives.sampling_probability(state.step, spec.sampling_schedule, spec.sampling_rate)
+def loss_and_grads(
+    params: Any, batch: dict, rng: jax.Array, step: jax.Array, *, model: MusicVAE, spec: TrainSpec
+) -> tuple[dict, Any]:
+    """The training loss's metrics and its gradient with respect to `params` at optimiser step `step`."""
+    sampling_prob = objectives.sampling_probability(step, spec.sampling_schedule, spec.sampling_rate)
 
     def loss_fn(params):
         outputs = model.apply(
             {"params": params},
             batch,
-            step_rng,
+            jax.random.fold_in(rng, step),
             train=True,
             scheduled_sampling=spec.scheduled_sampling,
             sampling_prob=sampling_prob,
@@ -201,24 +200,38 @@ def train_step(
             model.spec.parts,
             outputs,
             batch,
-            step=state.step,
+            step=step,
             free_bits=spec.free_bits,
             max_beta=spec.max_beta,
             beta_rate=spec.beta_rate,
         )
 
-    (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    metrics["sampling_prob"] = sampling_prob if spec.scheduled_sampling else jnp.zeros(())
+    return metrics, grads
+
+
+def train_step(
+    state: train_state.TrainState, batch: dict, rng: jax.Array, *, model: MusicVAE, spec: TrainSpec
+) -> tuple[train_state.TrainState, dict]:
+    """One optimiser step; skips the update when the gradient norm is over the limit (or not finite)."""
+    metrics, grads = loss_and_grads(state.params, batch, rng, state.step, model=model, spec=spec)
     grad_norm = optax.tree.norm(grads)
     ok = grad_norm <= spec.skip_grad_norm  # False for NaN too
-    updated = state.apply_gradients(grads=grads)
-    new_state = updated.replace(
-        params=jax.tree.map(lambda new, old: jnp.where(ok, new, old), updated.params, state.params),
-        opt_state=jax.tree.map(lambda new, old: jnp.where(ok, new, old), updated.opt_state, state.opt_state),
+    # A branch, not a select of the new state against the old: with both read
+    # by the select, XLA keeps a copy of Adam's state through the whole step
+    # (0.4 GiB more for trio_16bar_hier at batch 8) and the step is slower
+    # (BENCHMARKS.md).
+    new_state = jax.lax.cond(
+        ok,
+        lambda state, grads: state.apply_gradients(grads=grads),
+        lambda state, grads: state.replace(step=state.step + 1),
+        state,
+        grads,
     )
     metrics.update(
         grad_norm=grad_norm,
         skipped=1.0 - ok.astype(jnp.float32),
-        sampling_prob=sampling_prob if spec.scheduled_sampling else jnp.zeros(()),
         learning_rate=objectives.learning_rate(state.step, spec.learning_rate, spec.decay_rate, spec.min_learning_rate),
     )
     return new_state, metrics
