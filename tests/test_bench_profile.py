@@ -1,5 +1,7 @@
 """bench/profile_step.py's trace summary: which threads count as the device, and its busy time as a union."""
 
+import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -55,3 +57,20 @@ def test_cpu_trace_falls_back_to_the_client_thread():
     ]
     assert list(device_threads(thread_names(events)).values()) == ["/host:CPU tf_XLAPjRtCpuClient/123"]
     assert "(60% of the window)" in summarize(events)
+
+
+def test_step_memory_accounts_for_every_byte_live_at_the_peak(tmp_path):
+    """bench/step_memory.py on a real compiled step: its groups hold every buffer XLA lists at the peak."""
+    from step_memory import peak_buffers, peak_of_dump
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "step_memory.py"
+    command = [sys.executable, str(script), "--config", "mel_2bar_small", "--size", "tiny", "--dump", str(tmp_path)]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=600, check=True).stdout
+    assert re.search(r"temporaries [\d.]+ GiB \([\d.]+ MB per example\)", out), out
+    assert re.search(r"Live at the peak of XLA's schedule: [\d.]+ GiB in \d+ buffers", out), out
+
+    total, rows = peak_of_dump(tmp_path)
+    live = next(tmp_path.glob("*train_step*live-range.txt")).read_text()
+    assert total == peak_buffers(live)[0] > 0
+    assert sum(row[0] for row in rows) == total
+    assert not [row for row in rows if row[3] == "?"], "a buffer at the peak had no instruction in the HLO"

@@ -14,11 +14,12 @@ Gate order is (input, cell, forget, output); the forget gate's bias starts at
 1.0 as in the reference.
 
 `sequence_vjp` (the default) runs a layer over a known sequence with its own
-backward pass: the reverse scan only carries (dc, dh) and emits each step's
-gate gradients, and the weight gradients are then two large matmuls over
-all steps at once. Autodiff of a scan instead adds x_t^T dgates_t into a
-full-size weight-gradient accumulator at every step, which streams the
-whole [4H, in] matrix through memory T times (BENCHMARKS.md measures both).
+backward pass: the reverse scan only carries (dc, dh) and writes each step's
+gate gradients into a buffer made when that pass starts, and the weight
+gradients are then two large matmuls over all steps at once. Autodiff of a
+scan instead adds x_t^T dgates_t into a full-size weight-gradient
+accumulator at every step, which streams the whole [4H, in] matrix through
+memory T times (BENCHMARKS.md measures both).
 
 Kernels are stored [out, in] (torch's layout) and `dot` contracts the
 activations' last axis with the kernel's last: with a small batch, XLA's CPU
@@ -308,16 +309,31 @@ def _sequence_layer_fwd(unroll, w_h, projected, c0, h0):
     return (_batch_major(hs), _batch_major(cs)), (w_h, c0, h0, hs, cs, gates)
 
 
+def _made_after(x: jax.Array, anchor: jax.Array) -> jax.Array:
+    """`x`, computed only once `anchor` exists: zero times one of its elements, added, which XLA does not fold.
+
+    Should that element be NaN or infinite, so is the result; the gradient it
+    belongs to is then not finite either way, and the step is skipped.
+    """
+    return x + (0 * anchor.reshape(-1)[0]).astype(x.dtype)
+
+
 def _sequence_layer_bwd(unroll, residuals, cotangents):
     w_h, c0, h0, hs, cs, (i, g, f, o) = residuals  # hs, cs, gates feature-major [T, H, B]
     d_hs, d_cs = (_batch_major(d) for d in cotangents)
     c_prev = jnp.concatenate([c0.T[None], cs[:-1]])
     h_prev = jnp.concatenate([h0.T[None], hs[:-1]])
-    w_h_t = w_h.T  # [H, 4H], so that each step's matmul again has the weights on the left
+    steps, hidden, batch = hs.shape
+    # W_h^T [H, 4H], so that each step's matmul again has the weights on the
+    # left, and the buffer the loop writes every step's gate gradients into.
+    # Both are made after the cotangents (left to itself, XLA made them at the
+    # start of the step and held them through the forward pass; BENCHMARKS.md).
+    w_h_t = _made_after(w_h, d_hs).T
+    d_gates = _made_after(jnp.zeros((steps, 4 * hidden, batch), jnp.float32), d_hs)
 
     def body(carry, scanned):
-        dc_next, dh_next = carry
-        d_h, d_c, i, g, f, o, c_prev, c = scanned
+        dc_next, dh_next, d_gates = carry
+        t, d_h, d_c, i, g, f, o, c_prev, c = scanned
         dh = dh_next + d_h
         tanh_c = jnp.tanh(c)
         dc = dc_next + d_c + dh * o * (1 - tanh_c**2)
@@ -326,11 +342,11 @@ def _sequence_layer_bwd(unroll, residuals, cotangents):
             axis=0,
         )
         dh_prev = jnp.matmul(w_h_t, gates.astype(w_h.dtype), preferred_element_type=jnp.float32)
-        return (dc * f, dh_prev), gates
+        return (dc * f, dh_prev, jax.lax.dynamic_update_index_in_dim(d_gates, gates, t, 0)), None
 
     zeros = jnp.zeros_like(c0.T)
-    scanned = (d_hs, d_cs, i, g, f, o, c_prev, cs)
-    (dc0, dh0), d_gates = jax.lax.scan(body, (zeros, zeros), scanned, reverse=True, unroll=unroll)
+    scanned = (jnp.arange(steps), d_hs, d_cs, i, g, f, o, c_prev, cs)
+    (dc0, dh0, d_gates), _ = jax.lax.scan(body, (zeros, zeros, d_gates), scanned, reverse=True, unroll=unroll)
     # The weight gradient once over all steps: [4H, T*B] @ [T*B, H]. The input
     # projection's gradient is d_gates itself; autodiff takes it from there.
     d_w_h = jnp.einsum("tgb,thb->gh", d_gates, h_prev, preferred_element_type=jnp.float32)
