@@ -13,7 +13,8 @@
 # stage cut short keeps what it measured. The first H200 run (BENCHMARKS.md)
 # found our bfloat16 step no faster than our float32 one, at half PyTorch's
 # speed: the profiles come first to say why. The 16-bar batch is 256: at
-# 512, float32 trio_16bar_hier needs more than an H200's 139 GiB.
+# 512, float32 trio_16bar_hier needed more than an H200's 139 GiB then; the
+# last stage prints the GPU compiler's count for it now (bench/step_memory.py).
 # BATCH, BATCH_16BAR, ONLY, STEPS, PROFILE and the *_LIMIT variables resize
 # it (a CPU dry run: BATCH=4 BATCH_16BAR=2 ...).
 set -uo pipefail
@@ -82,6 +83,8 @@ PY
 
   stage "${FLOAT32_LIMIT:-90}" "${suite[@]}" --only "$only"
   stage "${BFLOAT16_LIMIT:-60}" "${suite[@]}" --only "$only" --precision bfloat16
+  stage "${MEMORY_LIMIT:-30}" python3 bench/step_memory.py --config trio_16bar_hier --batch "$((2 * ${BATCH_16BAR:-256}))" \
+    --top 12
 }
 
 main 2>&1 | tee "$OUT/gpu.log"

@@ -94,15 +94,20 @@ def peak_of_dump(dump: Path) -> tuple[int, list[tuple]]:
     return total, group_buffers(buffers, instruction_shapes(hlo.read_text()))
 
 
-def report(memory, batch: int, total: int, rows: list[tuple], top: int) -> str:
+def memory_line(memory, batch: int) -> str:
     gib = 2**30
-    lines = [
+    return (
         f"memory_analysis: temporaries {memory.temp_size_in_bytes / gib:.2f} GiB "
         f"({memory.temp_size_in_bytes / batch / 1e6:.1f} MB per example), arguments "
         f"{memory.argument_size_in_bytes / gib:.2f} GiB, outputs {memory.output_size_in_bytes / gib:.2f} GiB, "
         f"aliased {memory.alias_size_in_bytes / gib:.2f} GiB; the step needs "
-        f"{parallel.step_bytes(memory) / gib:.2f} GiB.",
-        f"Live at the peak of XLA's schedule: {total / gib:.2f} GiB in {sum(r[1] for r in rows)} buffers.",
+        f"{parallel.step_bytes(memory) / gib:.2f} GiB."
+    )
+
+
+def peak_table(total: int, rows: list[tuple], top: int) -> str:
+    lines = [
+        f"Live at the peak of XLA's schedule: {total / 2**30:.2f} GiB in {sum(r[1] for r in rows)} buffers.",
         "",
         "| MiB | buffers | made by | shape |",
         "|---|---|---|---|",
@@ -133,12 +138,14 @@ def main() -> None:
     train.validate_config(config)
     step, state, batch, rng = step_setup(config)
     memory = step.lower(state, batch, rng).compile().memory_analysis()
-    total, rows = peak_of_dump(dump)
     print(
         f"{args.config} {args.size}, batch {config.batch_size}, {args.precision}, overrides {args.set or 'none'}, "
         f"backend {jax.default_backend()}, jax {jax.__version__}.\n"
     )
-    print(report(memory, config.batch_size, total, rows, args.top), flush=True)
+    print(memory_line(memory, config.batch_size), flush=True)
+    if not any(dump.glob("*train_step*live-range.txt")):
+        sys.exit(f"XLA wrote no live-range file of the step into {dump}: no peak to list")
+    print(peak_table(*peak_of_dump(dump), args.top), flush=True)
 
 
 if __name__ == "__main__":
