@@ -112,22 +112,33 @@ def apply_overrides(config, overrides: list[str]) -> None:
         setattr(node, leaf, value)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_step_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags that pick a training step: config, size, batch, precision and overrides."""
     parser.add_argument("--config", required=True, choices=sorted(CONFIGS))
     parser.add_argument("--size", choices=("real", "tiny"), default="real")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--precision", choices=("float32", "bfloat16"), default="float32")
     parser.add_argument("--set", action="append", default=[], help="config override, e.g. model.unroll=2")
+
+
+def step_config(args: argparse.Namespace):
+    """The checked config those flags describe."""
+    config = config_for(args.config, args.size, args.batch, args.batch, args.precision)
+    apply_overrides(config, args.set)
+    train.validate_config(config)
+    return config
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_step_arguments(parser)
     parser.add_argument("--steps", type=int, default=5, help="steps timed before the trace")
     parser.add_argument("--trace_steps", type=int, default=2)
     parser.add_argument("--tag", default="", help="appended to the output files' names (an XLA_FLAGS variant, say)")
     parser.add_argument("--out", default="runs/profile")
     args = parser.parse_args()
 
-    config = config_for(args.config, args.size, args.batch, args.batch, args.precision)
-    apply_overrides(config, args.set)
-    train.validate_config(config)
+    config = step_config(args)
     step, state, batch, rng = step_setup(config)
     holder = [state]
 

@@ -26,11 +26,10 @@ from pathlib import Path
 import jax
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_train import CONFIGS, step_setup  # noqa: E402
-from profile_step import apply_overrides  # noqa: E402
-from suite import config_for  # noqa: E402
+from bench_train import step_setup  # noqa: E402
+from profile_step import add_step_arguments, step_config  # noqa: E402
 
-from musicvae_jax import parallel, train  # noqa: E402
+from musicvae_jax import parallel  # noqa: E402
 
 _LIVE = re.compile(r"^\s*(\S+?)(\{[\d,]*\})?: (\d+) bytes")
 
@@ -119,11 +118,7 @@ def peak_table(total: int, rows: list[tuple], top: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True, choices=sorted(CONFIGS))
-    parser.add_argument("--size", choices=("real", "tiny"), default="real")
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--precision", choices=("float32", "bfloat16"), default="float32")
-    parser.add_argument("--set", action="append", default=[], help="config override, e.g. model.unroll=2")
+    add_step_arguments(parser)
     parser.add_argument("--top", type=int, default=16, help="groups of buffers to list")
     parser.add_argument("--dump", default="", help="folder for XLA's dump of the step (default: a new temporary one)")
     args = parser.parse_args()
@@ -133,9 +128,7 @@ def main() -> None:
     os.environ["XLA_FLAGS"] = " ".join(
         [os.environ.get("XLA_FLAGS", ""), f"--xla_dump_to={dump}", "--xla_dump_hlo_module_re=.*train_step.*"]
     )
-    config = config_for(args.config, args.size, args.batch, args.batch, args.precision)
-    apply_overrides(config, args.set)
-    train.validate_config(config)
+    config = step_config(args)
     step, state, batch, rng = step_setup(config)
     memory = step.lower(state, batch, rng).compile().memory_analysis()
     print(
