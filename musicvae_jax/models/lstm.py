@@ -272,24 +272,43 @@ def reverse_by_length(x: jax.Array, lengths: jax.Array) -> jax.Array:
     return jnp.where(valid, gathered, jnp.zeros((), x.dtype))
 
 
+def _made_after(x: jax.Array, anchor: jax.Array) -> jax.Array:
+    """`x`, computed only once `anchor` exists: zero times one of its elements, added, which XLA does not fold.
+
+    Should that element be NaN or infinite, so is the result; the gradient it
+    belongs to is then not finite either way, and the step is skipped.
+    """
+    return x + (0 * anchor.reshape(-1)[0]).astype(x.dtype)
+
+
 def _sequence_forward(unroll, w_h, projected, c0, h0):
     """The recurrence over projected [T, 4H, B] -> (h, c) at every step, [T, H, B]; also what the backward pass needs.
 
     Runs feature-major: the carry is (c, h) transposed, [H, B], and each step
     computes gates [4H, B] = W_h [4H, H] @ h [H, B]; with few rows XLA's CPU
     matmul is up to 2.8x faster with the weights on the left (bench_layout.py).
+    The loop writes its outputs into buffers made from `projected`, so that
+    they exist from this layer on (as a scan's stacked outputs, XLA made
+    every layer's at the start of the step; BENCHMARKS.md).
     """
+    steps, hidden, batch = projected.shape[0], w_h.shape[1], projected.shape[2]
+    buffers = tuple(_made_after(jnp.zeros((steps, hidden, batch), jnp.float32), projected) for _ in range(6))
 
-    def body(carry, x_proj):
-        c, h = carry
+    def body(carry, scanned):
+        (c, h), buffers = carry
+        t, x_proj = scanned
         gates = x_proj + jnp.matmul(w_h, h.astype(w_h.dtype), preferred_element_type=jnp.float32)
         i, g, f, o = _activations(gates, axis=0)
         c = f * c + i * g
         h = o * jnp.tanh(c)
-        return (c, h), (h, c, (i, g, f, o))
+        values = (h, c, i, g, f, o)
+        buffers = tuple(jax.lax.dynamic_update_index_in_dim(b, v, t, 0) for b, v in zip(buffers, values, strict=True))
+        return ((c, h), buffers), None
 
-    _, (hs, cs, gates) = jax.lax.scan(body, (c0.T, h0.T), projected, unroll=unroll)
-    return (hs, cs), gates
+    (_, (hs, cs, *gates)), _ = jax.lax.scan(
+        body, ((c0.T, h0.T), buffers), (jnp.arange(steps), projected), unroll=unroll
+    )
+    return (hs, cs), tuple(gates)
 
 
 def _batch_major(x: jax.Array) -> jax.Array:
@@ -307,15 +326,6 @@ def _sequence_layer(unroll, w_h, projected, c0, h0):
 def _sequence_layer_fwd(unroll, w_h, projected, c0, h0):
     (hs, cs), gates = _sequence_forward(unroll, w_h, projected, c0, h0)
     return (_batch_major(hs), _batch_major(cs)), (w_h, c0, h0, hs, cs, gates)
-
-
-def _made_after(x: jax.Array, anchor: jax.Array) -> jax.Array:
-    """`x`, computed only once `anchor` exists: zero times one of its elements, added, which XLA does not fold.
-
-    Should that element be NaN or infinite, so is the result; the gradient it
-    belongs to is then not finite either way, and the step is skipped.
-    """
-    return x + (0 * anchor.reshape(-1)[0]).astype(x.dtype)
 
 
 def _sequence_layer_bwd(unroll, residuals, cotangents):
