@@ -275,8 +275,10 @@ def reverse_by_length(x: jax.Array, lengths: jax.Array) -> jax.Array:
 def _made_after(x: jax.Array, anchor: jax.Array) -> jax.Array:
     """`x`, computed only once `anchor` exists: zero times one of its elements, added, which XLA does not fold.
 
-    Should that element be NaN or infinite, so is the result; the gradient it
-    belongs to is then not finite either way, and the step is skipped.
+    Should that element be NaN or infinite, so is the result. The output
+    buffers made this way are overwritten before they are read; W_h^T made
+    from a non-finite cotangent gives a gradient that was not finite anyway,
+    and the training step skips it.
     """
     return x + (0 * anchor.reshape(-1)[0]).astype(x.dtype)
 
