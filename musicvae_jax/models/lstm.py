@@ -294,7 +294,7 @@ def _sequence_forward(unroll, w_h, projected, c0, h0):
     every layer's at the start of the step; BENCHMARKS.md).
     """
     steps, hidden, batch = projected.shape[0], w_h.shape[1], projected.shape[2]
-    buffers = tuple(_made_after(jnp.zeros((steps, hidden, batch), jnp.float32), projected) for _ in range(6))
+    buffers = (_made_after(jnp.zeros((steps, hidden, batch), jnp.float32), projected),) * 6  # h, c, i, g, f, o
 
     def body(carry, scanned):
         (c, h), buffers = carry
