@@ -37,7 +37,8 @@ def get_base_config() -> ConfigDict:
     # The encoder's two directions as one batched scan (one batched product per step) instead of one
     # after the other: slower on a CPU, where they compete for the cores (BENCHMARKS.md); made for GPUs.
     config.model.batch_directions = False
-    # "bfloat16": matmuls in bfloat16 with float32 results; params, loss and optimizer stay float32.
+    # "bfloat16": matmuls, forward and backward, in bfloat16 with float32 results;
+    # params, loss and optimizer stay float32.
     config.model.compute_dtype = "float32"
     config.model.dropout_keep = 1.0  # keep probability of decoder-input dropout
     config.model.humanize = False  # groove: encoder sees hits only

@@ -1,5 +1,8 @@
 """Shapes, masking and the equivalences the decoders rely on."""
 
+import dataclasses
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,6 +14,7 @@ from musicvae_jax.models.encoder import BidirectionalEncoder
 from musicvae_jax.models.lstm import (
     LSTMStackWeights,
     dot,
+    mixed_einsum,
     reverse_by_length,
     run_layer,
     run_stack,
@@ -297,8 +301,6 @@ def test_humanize_encoder_sees_hits_only():
 
 @pytest.mark.parametrize("family", ["mel_2bar", "trio_hier"])
 def test_mixed_precision_matmuls_in_bfloat16_with_float32_params_and_outputs(family):
-    import dataclasses
-
     spec, batch, model, params = initialised(family)
     mixed = MusicVAE(dataclasses.replace(spec, compute_dtype="bfloat16"))
     # Same parameter tree (float32 masters), so one checkpoint serves both.
@@ -315,5 +317,40 @@ def test_mixed_precision_matmuls_in_bfloat16_with_float32_params_and_outputs(fam
     def loss(p, m):
         return jnp.sum(apply(m, p)["raw"][spec.parts[0].name] ** 2)
 
-    grads = jax.grad(loss)(params, mixed)
+    grads, full_grads = (jax.jit(jax.grad(lambda p, m=m: loss(p, m)))(params) for m in (mixed, model))
     assert all(g.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
+    # Every gradient within bfloat16's rounding of the float32 one (a wrongly
+    # transposed product in the backward pass would be nowhere near).
+    errors = jax.tree.map(lambda g, e: float(jnp.linalg.norm(g - e) / (jnp.linalg.norm(e) + 1e-6)), grads, full_grads)
+    path, worst = max(jax.tree_util.tree_leaves_with_path(errors), key=lambda leaf: leaf[1])
+    assert worst < 0.05, (jax.tree_util.keystr(path), worst)
+
+
+@pytest.mark.parametrize("family", ["mel_2bar", "trio_hier", "groove_humanize"])
+@pytest.mark.parametrize("platform", ["cuda", "tpu"])
+def test_bfloat16_training_multiplies_in_bfloat16_forward_and_backward_on_accelerators(family, platform):
+    """Lowered for an accelerator (no device needed), every product of the training gradient takes bfloat16 operands.
+
+    JAX's own transpose of a bfloat16 product with a float32 result would
+    multiply the float32 cotangent by the upcast operand: about half a
+    step's products, every weight gradient among them, in float32 (TF32).
+    """
+    spec, batch, model, params = initialised(family)
+    mixed = MusicVAE(dataclasses.replace(spec, compute_dtype="bfloat16"))
+
+    def loss(p):
+        outputs = mixed.apply(p, batch, KEY, train=True, scheduled_sampling=True, sampling_prob=0.5)
+        return sum(jnp.sum(raw**2) for raw in outputs["raw"].values())
+
+    text = jax.jit(jax.grad(loss)).trace(params).lower(lowering_platforms=(platform,)).as_text()
+    operands = re.findall(r"stablehlo.dot_general .*?: \(tensor<[\dx]*x(\w+)>, tensor<[\dx]*x(\w+)>\)", text)
+    assert len(operands) > 20
+    assert all(pair == ("bf16", "bf16") for pair in operands), sorted(set(operands))
+
+
+def test_mixed_einsum_takes_products_only():
+    """Its backward pass transposes a product; an index summed out of one operand alone would need a broadcast."""
+    a, b = jnp.ones((2, 3), jnp.bfloat16), jnp.ones((3, 4), jnp.bfloat16)
+    assert mixed_einsum("ij,jk->ik", a, b).dtype == jnp.float32
+    with pytest.raises(ValueError, match="ij,jk->k"):
+        mixed_einsum("ij,jk->k", a, b)

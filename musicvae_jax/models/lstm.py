@@ -32,7 +32,8 @@ for the few-row products of a recurrence (bench/bench_layout.py).
 Mixed precision: weight modules hand out their kernels cast to `dtype`
 (parameters stay float32), and `dot` multiplies in the kernel's dtype with
 float32 results, so biases, gates, cell states and everything after them
-stay float32.
+stay float32. The backward pass's products take their operands in that dtype
+too (`mixed_einsum`), weight gradients included, as PyTorch's autocast does.
 """
 
 from __future__ import annotations
@@ -51,8 +52,66 @@ Carry = tuple[jax.Array, jax.Array]  # (c, h), each [batch, H]
 
 def dot(a: jax.Array, kernel: jax.Array) -> jax.Array:
     """a [..., in] times kernel [out, in] -> [..., out], in the kernel's dtype, returned as float32."""
-    dimensions = (((a.ndim - 1,), (1,)), ((), ()))
-    return jax.lax.dot_general(a.astype(kernel.dtype), kernel, dimensions, preferred_element_type=jnp.float32)
+    leading = "abcdefgh"[: a.ndim - 1]
+    return mixed_einsum(f"{leading}i,oi->{leading}o", a.astype(kernel.dtype), kernel)
+
+
+def mixed_einsum(spec: str, a: jax.Array, b: jax.Array) -> jax.Array:
+    """`jnp.einsum(spec, a, b)` with a float32 result, whose gradients multiply in the operands' dtype too.
+
+    JAX differentiates a bfloat16 product with a float32 result by
+    multiplying the float32 cotangent with the operand upcast to float32, so
+    in bfloat16 every weight gradient and input gradient would still run in
+    float32 (TF32 on a GPU: half the bfloat16 rate). Here the cotangent is
+    rounded to the operands' dtype first and the products accumulate in
+    float32. Float32 operands take the plain einsum. Every index of an
+    operand must appear in the other operand or in the result (a product,
+    not a reduction of one operand alone).
+    """
+    inputs, out = spec.split("->")
+    sa, sb = inputs.split(",")
+    if not (set(sa) <= set(sb + out) and set(sb) <= set(sa + out)):
+        raise ValueError(f"mixed_einsum {spec!r}: an index of one operand appears nowhere else (a reduction)")
+    if a.dtype == jnp.float32 and b.dtype == jnp.float32:
+        return jnp.einsum(spec, a, b, preferred_element_type=jnp.float32)
+    return _low_precision_einsum(spec, a, b)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _low_precision_einsum(spec, a, b):
+    return jnp.einsum(spec, a, b, preferred_element_type=jnp.float32)
+
+
+def _low_precision_einsum_fwd(spec, a, b):
+    return _low_precision_einsum(spec, a, b), (a, b)
+
+
+def _low_precision_einsum_bwd(spec, operands, g):
+    a, b = operands
+    inputs, out = spec.split("->")
+    sa, sb = inputs.split(",")
+    da = low_precision_product(f"{out},{sb}->{sa}", g.astype(b.dtype), b)
+    db = low_precision_product(f"{out},{sa}->{sb}", g.astype(a.dtype), a)
+    return da.astype(a.dtype), db.astype(b.dtype)
+
+
+_low_precision_einsum.defvjp(_low_precision_einsum_fwd, _low_precision_einsum_bwd)
+
+
+def low_precision_product(spec: str, a: jax.Array, b: jax.Array) -> jax.Array:
+    """`jnp.einsum(spec, a, b)` of two same-dtype operands, accumulated in float32.
+
+    On accelerators the product runs in the operands' dtype. XLA's CPU dot
+    has no bfloat16 x bfloat16 -> float32 kernel for some layouts (it fails
+    at run time), so there the operands are widened to float32 first: the
+    same values, since a product of two bfloat16 numbers is exact in float32.
+    """
+    if a.dtype == jnp.float32:
+        return jnp.einsum(spec, a, b, preferred_element_type=jnp.float32)
+    return jax.lax.platform_dependent(
+        cpu=lambda: jnp.einsum(spec, a.astype(jnp.float32), b.astype(jnp.float32)),
+        default=lambda: jnp.einsum(spec, a, b, preferred_element_type=jnp.float32),
+    )
 
 
 def out_major(init):
@@ -195,7 +254,7 @@ def run_layer(
 
 def project_sequence(w: LayerWeights, inputs: jax.Array) -> jax.Array:
     """Every step's input projection plus bias in one matmul: inputs [batch, T, in] -> [T, 4H, batch]."""
-    projected = jnp.einsum("gi,bti->tgb", w["w_x"], inputs.astype(w["w_x"].dtype), preferred_element_type=jnp.float32)
+    projected = mixed_einsum("gi,bti->tgb", w["w_x"], inputs.astype(w["w_x"].dtype))
     return projected + w["b"][:, None]
 
 
@@ -361,7 +420,7 @@ def _sequence_layer_bwd(unroll, residuals, cotangents):
     (dc0, dh0, d_gates), _ = jax.lax.scan(body, (zeros, zeros, d_gates), scanned, reverse=True, unroll=unroll)
     # The weight gradient once over all steps: [4H, T*B] @ [T*B, H]. The input
     # projection's gradient is d_gates itself; autodiff takes it from there.
-    d_w_h = jnp.einsum("tgb,thb->gh", d_gates, h_prev, preferred_element_type=jnp.float32)
+    d_w_h = low_precision_product("tgb,thb->gh", d_gates.astype(w_h.dtype), h_prev.astype(w_h.dtype))
     return d_w_h.astype(w_h.dtype), d_gates, dc0.T, dh0.T
 
 
