@@ -30,7 +30,7 @@ def initialised(family):
     spec = tiny_spec(family)
     batch = random_batch(spec)
     model = MusicVAE(spec)
-    return spec, batch, model, model.init(KEY, batch, KEY, train=False)
+    return spec, batch, model, jax.jit(lambda key: model.init(key, batch, key, train=False))(KEY)
 
 
 def layer_weights(input_size=5, hidden=7):
@@ -304,9 +304,11 @@ def test_mixed_precision_matmuls_in_bfloat16_with_float32_params_and_outputs(fam
     spec, batch, model, params = initialised(family)
     mixed = MusicVAE(dataclasses.replace(spec, compute_dtype="bfloat16"))
     # Same parameter tree (float32 masters), so one checkpoint serves both.
-    assert jax.tree.structure(mixed.init(KEY, batch, KEY, train=False)) == jax.tree.structure(params)
+    assert jax.tree.structure(jax.eval_shape(lambda: mixed.init(KEY, batch, KEY, train=False))) == jax.tree.structure(
+        params
+    )
     apply = lambda m, p: m.apply(p, batch, KEY, train=False, use_mean=True)  # noqa: E731
-    full, half = apply(model, params), apply(mixed, params)
+    full, half = (jax.jit(lambda p, m=m: apply(m, p))(params) for m in (model, mixed))
     for name, raw in half["raw"].items():
         assert raw.dtype == jnp.float32
         np.testing.assert_allclose(raw, full["raw"][name], rtol=0.05, atol=0.05)
