@@ -12,6 +12,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import optax
 import pytest
 from array_record.python.array_record_module import ArrayRecordReader, ArrayRecordWriter
 from helpers import GROOVE_DIR, REPO
@@ -127,6 +128,17 @@ def final_params(workdir, step, config):
     manager.close()
     data_state = json.loads((Path(workdir) / "checkpoints" / str(step) / "data" / "process_0-of-1.json").read_text())
     return state.params, data_state
+
+
+@pytest.mark.parametrize("size", [0.01, 100.0])
+def test_gradient_clipping_equals_optax_and_keeps_its_state(size):
+    rng = np.random.default_rng(0)
+    grads = {"a": rng.normal(size=(3, 4)).astype(np.float32) * size, "b": rng.normal(size=5).astype(np.float32) * size}
+    ours, theirs = train.clip_by_global_norm(1.5), optax.clip_by_global_norm(1.5)
+    assert jax.tree.structure(ours.init(grads)) == jax.tree.structure(theirs.init(grads))
+    got, want = ours.update(grads, ours.init(grads))[0], theirs.update(grads, theirs.init(grads))[0]
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), got, want)
+    assert float(optax.tree.norm(got)) == pytest.approx(min(1.5, float(optax.tree.norm(grads))), rel=1e-6)
 
 
 def test_interrupted_and_resumed_run_equals_uninterrupted(corpora, tmp_path):
