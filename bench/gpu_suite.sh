@@ -62,7 +62,9 @@ PY
   stage "${PROFILE_LIMIT:-100}" bash -c "$(printf '%q ' "${profile[@]}" --config "$config" --batch "$batch") && \
     $(printf '%q ' "${profile[@]}" --config trio_16bar_hier --batch "${BATCH_16BAR:-256}")"
   local variant=("${profile[@]}" --config "$config" --batch "$batch" --trace_steps 1)
-  for setting in model.unroll=2 model.sequence_vjp=False model.hoist_input_projection=True model.batch_directions=True; do
+  # The same step in float32 (TF32) first, so the two precisions' kernels sit side by side in profiles.md.
+  stage "${VARIANT_LIMIT:-25}" "${variant[@]}" --precision float32
+  for setting in model.unroll=2 model.sequence_vjp=False model.batch_directions=True; do
     stage "${VARIANT_LIMIT:-25}" "${variant[@]}" --set "$setting"
   done
   # Each loop as one CUDA graph, and XLA's own loop unrolling: do launches or loop trips cost the time?

@@ -30,9 +30,11 @@ def get_base_config() -> ConfigDict:
     config.model.decoder_sizes = (256, 256)
     config.model.conductor_sizes = ()  # non-empty: hierarchical decoder
     config.model.z_size = 256
-    config.model.hoist_input_projection = False  # see BENCHMARKS.md for which is faster where
-    # LSTM weight gradients as one matmul per sequence instead of one update per step (models/lstm.py).
+    # LSTM weight gradients as one matmul per sequence instead of one update per step (models/lstm.py);
+    # it projects every step's input before the time loop.
     config.model.sequence_vjp = True
+    # With sequence_vjp=False only: hoist the input projection out of the loop (BENCHMARKS.md: faster where).
+    config.model.hoist_input_projection = False
     config.model.unroll = 1  # lax.scan unrolling
     # The encoder's two directions as one batched scan (one batched product per step) instead of one
     # after the other: slower on a CPU, where they compete for the cores (BENCHMARKS.md); made for GPUs.

@@ -113,6 +113,11 @@ def validate_config(config: ConfigDict) -> None:
             "config.train.sampling_schedule: scheduled sampling is supported by flat decoders only; "
             "hierarchical models train with teacher forcing (sampling_schedule='constant', rate 0)"
         )
+    if m.hoist_input_projection and m.sequence_vjp:
+        raise ValueError(
+            "config.model.hoist_input_projection=True applies with config.model.sequence_vjp=False only "
+            "(the sequence backward pass always projects the inputs before the time loop)"
+        )
     if m.get("compute_dtype", "float32") not in ("float32", "bfloat16"):
         raise ValueError(f"config.model.compute_dtype must be 'float32' or 'bfloat16', got {m.compute_dtype!r}")
     if m.z_size < 1:
