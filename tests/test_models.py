@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from model_helpers import FAMILIES, random_batch, tiny_spec
+from model_helpers import FAMILIES, init_params, random_batch, tiny_spec
 
 from musicvae_jax.models import decoders
 from musicvae_jax.models.encoder import BidirectionalEncoder
@@ -30,7 +30,7 @@ def initialised(family):
     spec = tiny_spec(family)
     batch = random_batch(spec)
     model = MusicVAE(spec)
-    return spec, batch, model, jax.jit(lambda key: model.init(key, batch, key, train=False))(KEY)
+    return spec, batch, model, init_params(model, batch, KEY)
 
 
 def layer_weights(input_size=5, hidden=7):

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from model_helpers import random_batch, tiny_spec
+from model_helpers import init_params, random_batch, tiny_spec
 
 from musicvae_jax import objectives
 from musicvae_jax.models.vae import MusicVAE
@@ -96,7 +96,7 @@ def test_padding_rows_do_not_count():
     spec = tiny_spec("drums_2bar")
     batch = random_batch(spec, batch_size=4)
     model = MusicVAE(spec)
-    params = jax.jit(lambda key: model.init(key, batch, key, train=False))(KEY)
+    params = init_params(model, batch, KEY)
     kwargs = dict(step=jnp.asarray(0), free_bits=0.0, max_beta=0.2, beta_rate=0.0)
     apply = jax.jit(lambda batch: model.apply(params, batch, KEY, train=False, use_mean=True))
     first_two = {k: v[:2] for k, v in batch.items()}

@@ -68,13 +68,19 @@ def mixed_einsum(spec: str, a: jax.Array, b: jax.Array) -> jax.Array:
     operand must appear in the other operand or in the result (a product,
     not a reduction of one operand alone).
     """
-    inputs, out = spec.split("->")
-    sa, sb = inputs.split(",")
+    sa, sb, out = _einsum_indices(spec)
     if not (set(sa) <= set(sb + out) and set(sb) <= set(sa + out)):
         raise ValueError(f"mixed_einsum {spec!r}: an index of one operand appears nowhere else (a reduction)")
     if a.dtype == jnp.float32 and b.dtype == jnp.float32:
         return jnp.einsum(spec, a, b, preferred_element_type=jnp.float32)
     return _low_precision_einsum(spec, a, b)
+
+
+def _einsum_indices(spec: str) -> tuple[str, str, str]:
+    """'ab,bc->ac' -> ('ab', 'bc', 'ac')."""
+    inputs, out = spec.split("->")
+    sa, sb = inputs.split(",")
+    return sa, sb, out
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
@@ -88,8 +94,7 @@ def _low_precision_einsum_fwd(spec, a, b):
 
 def _low_precision_einsum_bwd(spec, operands, g):
     a, b = operands
-    inputs, out = spec.split("->")
-    sa, sb = inputs.split(",")
+    sa, sb, out = _einsum_indices(spec)
     da = low_precision_product(f"{out},{sb}->{sa}", g.astype(b.dtype), b)
     db = low_precision_product(f"{out},{sa}->{sb}", g.astype(a.dtype), a)
     return da.astype(a.dtype), db.astype(b.dtype)
