@@ -14,10 +14,13 @@ from musicvae_jax.models.encoder import BidirectionalEncoder
 from musicvae_jax.models.lstm import (
     LSTMStackWeights,
     dot,
+    gather_columns,
     mixed_einsum,
+    one_hot_columns_gradient,
     reverse_by_length,
     run_layer,
     run_stack,
+    scattered_columns_gradient,
     zero_carries,
 )
 from musicvae_jax.models.vae import MusicVAE, encoder_projection
@@ -107,6 +110,23 @@ def test_reverse_by_length():
     out = reverse_by_length(x, jnp.array([6, 3]))
     np.testing.assert_array_equal(out[0, :, 0], [5, 4, 3, 2, 1, 0])
     np.testing.assert_array_equal(out[1, :, 0], [8, 7, 6, 0, 0, 0])
+
+
+def test_reverse_by_length_gradient_is_the_gathers_transpose():
+    """Its backward pass re-reverses the cotangent; autodiff of the plain gather (a scatter-add) is the reference."""
+    x = jax.random.normal(KEY, (3, 7, 2))
+    lengths = jnp.array([7, 4, 0])
+    g = jax.random.normal(jax.random.key(1), (3, 7, 2))
+    index = jnp.clip(lengths[:, None] - 1 - jnp.arange(7)[None, :], -1, 6)
+
+    def plain(x):
+        gathered = jnp.take_along_axis(x, jnp.maximum(index, 0)[..., None], axis=1)
+        return jnp.where((index >= 0)[..., None], gathered, 0.0)
+
+    (want,) = jax.vjp(plain, x)[1](g)
+    (got,) = jax.vjp(lambda x: reverse_by_length(x, lengths), x)[1](g)
+    np.testing.assert_array_equal(got, want)
+    assert not got[1, 4:].any() and not got[2].any()
 
 
 def test_encoder_ignores_steps_past_the_length():
@@ -348,6 +368,8 @@ def test_bfloat16_training_multiplies_in_bfloat16_forward_and_backward_on_accele
     operands = re.findall(r"stablehlo.dot_general .*?: \(tensor<[\dx]*x(\w+)>, tensor<[\dx]*x(\w+)>\)", text)
     assert len(operands) > 20
     assert all(pair == ("bf16", "bf16") for pair in operands), sorted(set(operands))
+    # Gathered token columns' gradients are one-hot products there, not scatter-adds (GPU atomics).
+    assert "stablehlo.scatter" not in text
 
 
 def test_mixed_einsum_takes_products_only():
@@ -356,3 +378,25 @@ def test_mixed_einsum_takes_products_only():
     assert mixed_einsum("ij,jk->ik", a, b).dtype == jnp.float32
     with pytest.raises(ValueError, match="ij,jk->k"):
         mixed_einsum("ij,jk->k", a, b)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_gathered_columns_and_both_gradients_match_the_one_hot_product(dtype):
+    """Columns gathered for token ids (-1: no token) equal one_hot @ kernel.T, and so do both gradient routes."""
+    kernel = jax.random.normal(jax.random.key(1), (12, 7)).astype(dtype)
+    tokens = jax.random.randint(jax.random.key(2), (3, 5), -1, 7)
+    assert bool(jnp.any(tokens == -1)) and bool(jnp.any(tokens == 6))
+    g = jax.random.normal(jax.random.key(3), (3, 5, 12))
+    wide = kernel.astype(jnp.float32)
+    want, reference_vjp = jax.vjp(lambda k: jax.nn.one_hot(tokens, 7) @ k.T, wide)
+    (want_grad,) = reference_vjp(g)
+
+    got, vjp = jax.vjp(lambda k: gather_columns(k, tokens), kernel)
+    np.testing.assert_array_equal(got, want)
+    (grad,) = vjp(g)
+    assert grad.dtype == dtype
+    # bfloat16: the cotangent's and the result's rounding; float32: summation order only.
+    tolerance = 1e-2 if dtype == jnp.bfloat16 else 1e-6
+    for route in (grad, scattered_columns_gradient(kernel, tokens, g), one_hot_columns_gradient(kernel, tokens, g)):
+        error = jnp.linalg.norm(route.astype(jnp.float32) - want_grad) / jnp.linalg.norm(want_grad)
+        assert float(error) < tolerance, float(error)

@@ -119,6 +119,60 @@ def low_precision_product(spec: str, a: jax.Array, b: jax.Array) -> jax.Array:
     )
 
 
+def gather_columns(kernel: jax.Array, tokens: jax.Array) -> jax.Array:
+    """one_hot(tokens) @ kernel.T for a kernel [out, depth] and token ids [...] -> float32 [..., out], gathered.
+
+    A token's one-hot times the kernel is the token's column, so the forward
+    pass gathers columns (no token, -1: zeros). Autodiff would make the
+    gradient a scatter-add of the cotangent rows into the kernel, which a GPU
+    runs with atomic adds: on an H200 at mel_2bar_big batch 512 each gathered
+    layer's took 4.2 ms in bfloat16 (1.35 in float32), and trio_16bar_hier
+    spent a third of its bfloat16 step on them (BENCHMARKS.md). On
+    accelerators the gradient is the one-hot product instead, one matmul
+    accumulated in float32; the CPU keeps the scatter-add (in float32),
+    which it runs faster than that product.
+    """
+    return _gather_columns(kernel, tokens)
+
+
+@jax.custom_vjp
+def _gather_columns(kernel, tokens):
+    columns = jnp.take(kernel.T, jnp.maximum(tokens, 0), axis=0).astype(jnp.float32)
+    return jnp.where((tokens >= 0)[..., None], columns, 0.0)
+
+
+def _gather_columns_fwd(kernel, tokens):
+    return _gather_columns(kernel, tokens), (kernel, tokens)
+
+
+def _gather_columns_bwd(residuals, g):
+    kernel, tokens = residuals
+    d_kernel = jax.lax.platform_dependent(
+        kernel, tokens, g, cpu=scattered_columns_gradient, default=one_hot_columns_gradient
+    )
+    return d_kernel.astype(kernel.dtype), None
+
+
+def scattered_columns_gradient(kernel: jax.Array, tokens: jax.Array, g: jax.Array) -> jax.Array:
+    """gather_columns' kernel gradient [out, depth] as a float32 scatter-add of the cotangent rows g [..., out]."""
+    out, depth = kernel.shape
+    # Index `depth` is out of bounds and dropped: no token adds nothing (a -1 would wrap around).
+    index = jnp.where(tokens >= 0, tokens, depth).reshape(-1)
+    rows = g.reshape(-1, out).astype(jnp.float32)
+    return jnp.zeros((depth, out), jnp.float32).at[index].add(rows, mode="drop").T
+
+
+def one_hot_columns_gradient(kernel: jax.Array, tokens: jax.Array, g: jax.Array) -> jax.Array:
+    """The same gradient as one product g^T one_hot(tokens) in the kernel's dtype, accumulated in float32."""
+    out, depth = kernel.shape
+    one_hot = jax.nn.one_hot(tokens.reshape(-1), depth, dtype=kernel.dtype)
+    rows = g.reshape(-1, out).astype(kernel.dtype)
+    return jnp.einsum("no,nd->od", rows, one_hot, preferred_element_type=jnp.float32)
+
+
+_gather_columns.defvjp(_gather_columns_fwd, _gather_columns_bwd)
+
+
 def out_major(init):
     """An initializer for an [out, in] kernel with the distribution `init` gives an [in, out] one."""
 
@@ -326,7 +380,17 @@ def inverted_dropout_masks(rng: jax.Array, keep: float, shapes: Sequence[tuple[i
 
 
 def reverse_by_length(x: jax.Array, lengths: jax.Array) -> jax.Array:
-    """Reverses each example's first `length` steps in time (x [batch, T, ...]); later steps become zeros."""
+    """Reverses each example's first `length` steps in time (x [batch, T, ...]); later steps become zeros.
+
+    Its own transpose (a symmetric permutation of the first `length` steps,
+    lengths <= T), so its gradient is the same gather of the cotangent:
+    autodiff of the gather would scatter-add it, with atomic adds on a GPU.
+    """
+    return _reverse_by_length(x, lengths)
+
+
+@jax.custom_vjp
+def _reverse_by_length(x, lengths):
     steps = x.shape[1]
     t = jnp.arange(steps)[None, :]
     index = lengths[:, None] - 1 - t
@@ -334,6 +398,17 @@ def reverse_by_length(x: jax.Array, lengths: jax.Array) -> jax.Array:
     valid = (index >= 0).reshape(index.shape + trailing)
     gathered = jnp.take_along_axis(x, jnp.clip(index, 0, steps - 1).reshape(index.shape + trailing), axis=1)
     return jnp.where(valid, gathered, jnp.zeros((), x.dtype))
+
+
+def _reverse_by_length_fwd(x, lengths):
+    return _reverse_by_length(x, lengths), lengths
+
+
+def _reverse_by_length_bwd(lengths, g):
+    return _reverse_by_length(g, lengths), None
+
+
+_reverse_by_length.defvjp(_reverse_by_length_fwd, _reverse_by_length_bwd)
 
 
 def _made_after(x: jax.Array, anchor: jax.Array) -> jax.Array:

@@ -13,7 +13,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from musicvae_jax.models.lstm import dot
+from musicvae_jax.models.lstm import dot, gather_columns
 from musicvae_jax.representations.drums import NUM_CLASSES as DRUM_CLASSES
 from musicvae_jax.representations.drums import drum_roll
 from musicvae_jax.representations.groove import VALUES_PER_STEP
@@ -62,8 +62,7 @@ class Part:
         """
         if self.kind == "groove":
             return dot(values, kernel)
-        columns = jnp.take(kernel.T, jnp.maximum(values, 0), axis=0).astype(jnp.float32)
-        return jnp.where((values >= 0)[..., None], columns, 0.0)
+        return gather_columns(kernel, values)
 
     def encoder_values(self, batch: dict) -> jax.Array:
         """What the encoder reads of this part: token ids [B, T] for one-hot inputs, else vectors [B, T, depth]."""
