@@ -425,7 +425,9 @@ def train_and_evaluate(config: ConfigDict, workdir: str | Path, data_dir: str | 
     batch = parallel.global_batch(next(train_iter), mesh) if step < config.train.num_steps else None
     if batch is not None:  # compiled here, so a batch too big for the devices' memory stops the run now
         p_train = p_train.lower(state, batch, train_rng).compile()
-        parallel.check_step_fits(p_train.memory_analysis(), parallel.device_bytes_limit(), config.batch_size, mesh)
+        parallel.check_step_fits(
+            p_train.memory_analysis(), parallel.device_bytes_limit(), config.batch_size, mesh, jax.devices()[0].platform
+        )
     try:
         while step < config.train.num_steps:
             state, metrics = p_train(state, batch, train_rng)

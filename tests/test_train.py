@@ -278,6 +278,11 @@ def test_a_step_too_big_for_the_device_memory_stops_at_start_up_naming_the_batch
     mesh = parallel.make_mesh(jax.devices()[:1])
     parallel.check_step_fits(memory, None, 8, mesh)  # a CPU: no limit, no check
     parallel.check_step_fits(memory, need, 8, mesh)
-    with pytest.raises(ValueError, match=r"config.batch_size 8 \(8 per device\).* GiB of memory on each device"):
+    too_big = r"config.batch_size 8 \(8 per device\).* GiB of memory on each device"
+    with pytest.raises(ValueError, match=too_big) as error:
         parallel.check_step_fits(memory, need - 1, 8, mesh)
+    assert "MEM_FRACTION" not in str(error.value)
+    # JAX's GPU allocator takes a fraction of the card unless told otherwise: the message says how to raise it.
+    with pytest.raises(ValueError, match=r"lower config.batch_size .*GPU \(XLA_PYTHON_CLIENT_MEM_FRACTION"):
+        parallel.check_step_fits(memory, need - 1, 8, mesh, "gpu")
     assert parallel.device_bytes_limit() is None  # this CPU's devices report no limit
