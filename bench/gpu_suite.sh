@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # One call on a lent GPU machine: a correctness check; profiles of the step;
-# the main job (and its start-up memory check); then the benchmark suite in
-# float32 (TF32 on both sides, each framework's GPU default) and in
-# bfloat16. Everything lands in $OUT (the device tool's output folder;
+# the main job; sampling per family; then the benchmark suite in float32
+# (TF32 on both sides, each framework's GPU default) and in bfloat16. Everything lands in $OUT (the device tool's output folder;
 # runs/gpu when run by hand).
 #
 #   bash bench/fetch_device_wheels.sh          # here, once: the wheels the image lacks
@@ -10,7 +9,7 @@
 #
 # Each stage has its own time limit, so one slow stage leaves the others
 # theirs, and the suite rewrites its JSON and Markdown after every row, so a
-# stage cut short keeps what it measured. The limits add up to about 560 s,
+# stage cut short keeps what it measured. The limits add up to about 520 s,
 # sized from the H200 runs in BENCHMARKS.md. The 16-bar batch is 256: at
 # 512, float32 trio_16bar_hier needed more than an H200's memory.
 # BATCH, BATCH_16BAR, ONLY, STEPS, PROFILE and the *_LIMIT variables resize
@@ -62,15 +61,14 @@ PY
 
   # The device tool brings back at most 8 files: one for the summaries, one for the traces.
   (cd "$OUT" && cat profile-*.md >profiles.md && rm profile-*.md && tar -cf traces.tar trace-*.json.gz && rm trace-*.json.gz)
-  # The main job: the demo, then reference-size float32 trio at a batch no GPU holds, which must stop
-  # at start-up naming config.batch_size (train.py's memory check), not at its first step.
+  # The main job on the demo corpus. (Its start-up memory check, a reference-size float32 trio at batch 2048
+  # stopping with a message that names config.batch_size, passed on an H200 on 2026-11-26; BENCHMARKS.md.)
   local demo
   demo=$(mktemp -d)/demo
   stage "${DEMO_LIMIT:-40}" python3 -m musicvae_jax.main --workdir "$demo" --config.train.num_steps=30 \
     --config.train.log_every=10
-  # (XLA's GPU compiler spends about 90 s on counting that step's memory.)
-  stage "${OOM_LIMIT:-120}" python3 -m musicvae_jax.main --workdir "$demo-oom" --config configs/trio.py \
-    --config.data.path="$demo/data/trio_16bar" --config.batch_size=2048
+  # Sampling 32 sequences per family at reference size (compile time, then the best of 3 calls).
+  stage "${SAMPLE_LIMIT:-90}" python3 bench/bench_sample.py --size real
 
   stage "${FLOAT32_LIMIT:-120}" "${suite[@]}" --only "$only"
   stage "${BFLOAT16_LIMIT:-110}" "${suite[@]}" --only "$only" --precision bfloat16
