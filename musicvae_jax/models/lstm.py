@@ -119,6 +119,7 @@ def low_precision_product(spec: str, a: jax.Array, b: jax.Array) -> jax.Array:
     )
 
 
+@jax.custom_vjp
 def gather_columns(kernel: jax.Array, tokens: jax.Array) -> jax.Array:
     """one_hot(tokens) @ kernel.T for a kernel [out, depth] and token ids [...] -> float32 [..., out], gathered.
 
@@ -132,17 +133,12 @@ def gather_columns(kernel: jax.Array, tokens: jax.Array) -> jax.Array:
     accumulated in float32; the CPU keeps the scatter-add (in float32),
     which it runs faster than that product.
     """
-    return _gather_columns(kernel, tokens)
-
-
-@jax.custom_vjp
-def _gather_columns(kernel, tokens):
     columns = jnp.take(kernel.T, jnp.maximum(tokens, 0), axis=0).astype(jnp.float32)
     return jnp.where((tokens >= 0)[..., None], columns, 0.0)
 
 
 def _gather_columns_fwd(kernel, tokens):
-    return _gather_columns(kernel, tokens), (kernel, tokens)
+    return gather_columns(kernel, tokens), (kernel, tokens)
 
 
 def _gather_columns_bwd(residuals, g):
@@ -166,11 +162,10 @@ def one_hot_columns_gradient(kernel: jax.Array, tokens: jax.Array, g: jax.Array)
     """The same gradient as one product g^T one_hot(tokens) in the kernel's dtype, accumulated in float32."""
     out, depth = kernel.shape
     one_hot = jax.nn.one_hot(tokens.reshape(-1), depth, dtype=kernel.dtype)
-    rows = g.reshape(-1, out).astype(kernel.dtype)
-    return jnp.einsum("no,nd->od", rows, one_hot, preferred_element_type=jnp.float32)
+    return low_precision_product("no,nd->od", g.reshape(-1, out).astype(kernel.dtype), one_hot)
 
 
-_gather_columns.defvjp(_gather_columns_fwd, _gather_columns_bwd)
+gather_columns.defvjp(_gather_columns_fwd, _gather_columns_bwd)
 
 
 def out_major(init):
@@ -379,6 +374,7 @@ def inverted_dropout_masks(rng: jax.Array, keep: float, shapes: Sequence[tuple[i
     ]
 
 
+@jax.custom_vjp
 def reverse_by_length(x: jax.Array, lengths: jax.Array) -> jax.Array:
     """Reverses each example's first `length` steps in time (x [batch, T, ...]); later steps become zeros.
 
@@ -386,11 +382,6 @@ def reverse_by_length(x: jax.Array, lengths: jax.Array) -> jax.Array:
     lengths <= T), so its gradient is the same gather of the cotangent:
     autodiff of the gather would scatter-add it, with atomic adds on a GPU.
     """
-    return _reverse_by_length(x, lengths)
-
-
-@jax.custom_vjp
-def _reverse_by_length(x, lengths):
     steps = x.shape[1]
     t = jnp.arange(steps)[None, :]
     index = lengths[:, None] - 1 - t
@@ -401,14 +392,14 @@ def _reverse_by_length(x, lengths):
 
 
 def _reverse_by_length_fwd(x, lengths):
-    return _reverse_by_length(x, lengths), lengths
+    return reverse_by_length(x, lengths), lengths
 
 
 def _reverse_by_length_bwd(lengths, g):
-    return _reverse_by_length(g, lengths), None
+    return reverse_by_length(g, lengths), None
 
 
-_reverse_by_length.defvjp(_reverse_by_length_fwd, _reverse_by_length_bwd)
+reverse_by_length.defvjp(_reverse_by_length_fwd, _reverse_by_length_bwd)
 
 
 def _made_after(x: jax.Array, anchor: jax.Array) -> jax.Array:
