@@ -39,9 +39,6 @@ def get_base_config() -> ConfigDict:
     # The encoder's two directions as one batched scan (one batched product per step) instead of one
     # after the other: slower on a CPU, where they compete for the cores (BENCHMARKS.md); made for GPUs.
     config.model.batch_directions = False
-    # The LSTM sequence pass's layout: "auto" runs it feature-major ([T, H, batch], the weights on the left of
-    # each step's product) on a CPU, batch-major ([T, batch, H]) on accelerators (models/lstm.py, BENCHMARKS.md).
-    config.model.sequence_layout = "auto"
     # "bfloat16": matmuls, forward and backward, in bfloat16 with float32 results;
     # params, loss and optimizer stay float32.
     config.model.compute_dtype = "float32"

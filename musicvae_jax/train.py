@@ -32,7 +32,6 @@ from jax.experimental import multihost_utils
 from ml_collections import ConfigDict
 
 from musicvae_jax import checkpoints, distributed, input_pipeline, objectives, parallel
-from musicvae_jax.models.lstm import SEQUENCE_LAYOUTS
 from musicvae_jax.models.vae import ModelSpec, MusicVAE
 from musicvae_jax.representations import get_representation
 
@@ -79,7 +78,6 @@ def model_spec(config: ConfigDict) -> ModelSpec:
         compute_dtype=m.get("compute_dtype", "float32"),  # checkpoints from before the option have none
         sequence_vjp=m.get("sequence_vjp", True),
         batch_directions=m.get("batch_directions", False),
-        sequence_layout=m.get("sequence_layout", "auto"),
     )
 
 
@@ -120,8 +118,6 @@ def validate_config(config: ConfigDict) -> None:
             "config.model.hoist_input_projection=True applies with config.model.sequence_vjp=False only "
             "(the sequence backward pass always projects the inputs before the time loop)"
         )
-    if m.get("sequence_layout", "auto") not in SEQUENCE_LAYOUTS:
-        raise ValueError(f"config.model.sequence_layout must be one of {SEQUENCE_LAYOUTS}, got {m.sequence_layout!r}")
     if m.get("compute_dtype", "float32") not in ("float32", "bfloat16"):
         raise ValueError(f"config.model.compute_dtype must be 'float32' or 'bfloat16', got {m.compute_dtype!r}")
     if m.z_size < 1:

@@ -57,7 +57,6 @@ def test_default_run_trains_on_the_demo_corpus_and_resumes(tmp_path):
         (["--config=configs/groovae.py", "--config.data.transpose_range=(-2, 2)"], "no melodic part"),
         (["--config.model.decoder_sizes=()"], "config.model.decoder_sizes must be a non-empty tuple"),
         (["--config.model.hoist_input_projection=True"], "applies with config.model.sequence_vjp=False only"),
-        (["--config.model.sequence_layout=time_major"], "config.model.sequence_layout must be one of"),
         (["--config.train.sampling_schedule=inverse_sigmoid"], "scheduled sampling is supported by flat decoders only"),
         (["--config=configs/mel_2bar.py", "--config.train.sampling_schedule=linear"], "config.train.sampling_schedule"),
         (["--num_processes=2"], "--num_processes=2 needs --coordinator_address"),

@@ -15,7 +15,6 @@ from musicvae_jax.models.lstm import (
     LSTMStackWeights,
     dot,
     gather_columns,
-    is_feature_major,
     mixed_einsum,
     one_hot_columns_gradient,
     reverse_by_length,
@@ -52,9 +51,8 @@ def test_hoisted_and_fused_layers_agree():
     np.testing.assert_allclose(fused_final[1], hoisted_final[1], atol=1e-5)
 
 
-@pytest.mark.parametrize("layout", ["feature_major", "batch_major"])
 @pytest.mark.parametrize("with_lengths", [False, True])
-def test_sequence_vjp_layer_matches_autodiff(with_lengths, layout):
+def test_sequence_vjp_layer_matches_autodiff(with_lengths):
     """The hand-written backward pass (weight gradients once per sequence) equals autodiff of the scan."""
     w = layer_weights()
     x = jax.random.normal(jax.random.key(1), (4, 6, 5))
@@ -62,7 +60,7 @@ def test_sequence_vjp_layer_matches_autodiff(with_lengths, layout):
     lengths = jnp.array([6, 4, 1, 0]) if with_lengths else None
 
     def loss(w, x, carry, sequence_vjp):
-        out, (c, h) = run_layer(w, x, carry, lengths, sequence_vjp=sequence_vjp, layout=layout)
+        out, (c, h) = run_layer(w, x, carry, lengths, sequence_vjp=sequence_vjp)
         return jnp.sum(jnp.sin(out) * 1.3) + jnp.sum(c * 0.7) + jnp.sum(h**2)
 
     assert loss(w, x, carry, True) == pytest.approx(float(loss(w, x, carry, False)), rel=1e-5)
@@ -321,27 +319,6 @@ def test_humanize_encoder_sees_hits_only():
     np.testing.assert_allclose(mu, mu2)
 
 
-@pytest.mark.parametrize("family", ["mel_2bar", "trio_hier", "groove_humanize"])
-def test_sequence_layouts_are_one_model(family):
-    """Batch-major (accelerators) and feature-major (CPU) sequence passes: the same outputs and gradients,
-    through the encoder's gathered projection, the decoders, the conductor and masked lengths."""
-    spec, batch, _, params = initialised(family)
-    batch = dict(batch, lengths=np.array([spec.num_steps, 5, 1], np.int32))
-
-    def loss(params, layout):
-        model = MusicVAE(dataclasses.replace(spec, sequence_layout=layout))
-        out = model.apply(params, batch, KEY, train=True)
-        return sum(jnp.sum(jnp.sin(r)) for r in out["raw"].values()) + jnp.sum(out["mu"] ** 2)
-
-    grad = jax.jit(jax.value_and_grad(loss), static_argnums=1)
-    (batch_major, grads), (feature_major, expected) = grad(params, "batch_major"), grad(params, "feature_major")
-    assert float(batch_major) == pytest.approx(float(feature_major), rel=1e-5)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), grads, expected)
-    assert float(jnp.abs(grads["params"]["encoder"]["backward"]["w_h_1"]).sum()) > 0
-    with pytest.raises(ValueError, match="time_major"):
-        is_feature_major("time_major")
-
-
 @pytest.mark.parametrize("family", ["mel_2bar", "trio_hier"])
 def test_mixed_precision_matmuls_in_bfloat16_with_float32_params_and_outputs(family):
     spec, batch, model, params = initialised(family)
@@ -381,8 +358,7 @@ def test_bfloat16_training_multiplies_in_bfloat16_forward_and_backward_on_accele
     step's products, every weight gradient among them, in float32 (TF32).
     """
     spec, batch, model, params = initialised(family)
-    # The sequence layout "auto" picks on accelerators.
-    mixed = MusicVAE(dataclasses.replace(spec, compute_dtype="bfloat16", sequence_layout="batch_major"))
+    mixed = MusicVAE(dataclasses.replace(spec, compute_dtype="bfloat16"))
 
     def loss(p):
         outputs = mixed.apply(p, batch, KEY, train=True, scheduled_sampling=True, sampling_prob=0.5)

@@ -42,7 +42,6 @@ from musicvae_jax.models.lstm import (
     projected_cell_step,
     run_projected_layer,
     run_stack,
-    sequence_major,
     stack_step,
 )
 from musicvae_jax.models.parts import Part
@@ -57,7 +56,6 @@ class CoreSpec:
     dropout_keep: float = 1.0
     compute_dtype: str = "float32"  # of the matmuls; parameters are float32 either way
     sequence_vjp: bool = True  # see models/lstm.py
-    sequence_layout: str = "auto"  # models/lstm.py: is_feature_major
 
     @property
     def input_depth(self) -> int:
@@ -146,16 +144,11 @@ def teacher_forced(
     """cond [N, C], each part's previous values [N, S(, 27)] -> raw outputs [N, S, input_depth]."""
     lstm = weights["lstm"]
     carries = initial_carries(spec, weights, cond)
-    run = dict(
-        hoist_input_projection=spec.hoist_input_projection,
-        unroll=spec.unroll,
-        sequence_vjp=spec.sequence_vjp,
-        layout=spec.sequence_layout,
-    )
+    run = dict(hoist_input_projection=spec.hoist_input_projection, unroll=spec.unroll, sequence_vjp=spec.sequence_vjp)
     if spec.sequence_vjp and keep_masks is None:
         projected = values_projection(spec, lstm[0], prev_values) + cond_projection(spec, lstm[0], cond)[:, None]
-        projected = sequence_major(projected, spec.sequence_layout)
-        x, _ = run_projected_layer(lstm[0]["w_h"], projected, carries[0], lengths, spec.unroll, spec.sequence_layout)
+        projected = jnp.transpose(projected, (1, 2, 0))  # [S, 4H, N], as the sequence pass runs
+        x, _ = run_projected_layer(lstm[0]["w_h"], projected, carries[0], lengths, spec.unroll)
         outputs, _ = run_stack(lstm[1:], x, carries[1:], lengths=lengths, **run)
     else:
         inputs = dense_inputs(spec, cond, prev_values)

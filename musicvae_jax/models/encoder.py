@@ -23,7 +23,6 @@ from musicvae_jax.models.lstm import (
     reverse_by_length,
     run_layer,
     run_projected_layer,
-    sequence_major,
     zero_carries,
 )
 
@@ -39,7 +38,6 @@ class BidirectionalEncoder(nn.Module):
     compute_dtype: str = "float32"
     sequence_vjp: bool = True
     batch_directions: bool = False
-    sequence_layout: str = "auto"  # models/lstm.py: is_feature_major
 
     @nn.compact
     def __call__(
@@ -56,18 +54,16 @@ class BidirectionalEncoder(nn.Module):
         backward = LSTMStackWeights(self.sizes, True, dtype, name="backward")(inputs.shape[-1])
 
         def reads(w, x, reverse, projected):
-            """What one direction's pass reads: its input projection plus bias (`sequence_major`), or its inputs."""
+            """What one direction's pass reads: its input projection plus bias [T, 4H, batch], or its inputs."""
             if projected:
-                return sequence_major(project(w["w_x"], reverse) + w["b"], self.sequence_layout)
+                return jnp.transpose(project(w["w_x"], reverse), (1, 2, 0)) + w["b"][:, None]
             return reverse_by_length(x, lengths) if reverse else x
 
         def run(w, x, projected):
             carry = zero_carries([w["w_h"].shape[1]], lengths.shape[0], jnp.float32)[0]
             if projected:
-                return run_projected_layer(w["w_h"], x, carry, lengths, self.unroll, self.sequence_layout)
-            return run_layer(
-                w, x, carry, lengths, self.hoist_input_projection, self.unroll, self.sequence_vjp, self.sequence_layout
-            )
+                return run_projected_layer(w["w_h"], x, carry, lengths, self.unroll)
+            return run_layer(w, x, carry, lengths, self.hoist_input_projection, self.unroll, self.sequence_vjp)
 
         def both(w_ahead, w_behind, x, projected):
             """One layer's two directions: (outputs, final h) of each."""

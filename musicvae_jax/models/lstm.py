@@ -24,12 +24,10 @@ memory T times (BENCHMARKS.md measures both).
 Kernels are stored [out, in] (torch's layout) and `dot` contracts the
 activations' last axis with the kernel's last: with a small batch, XLA's CPU
 matmul is 1.5-2.5x faster this way than with [in, out] kernels (measured in
-BENCHMARKS.md), and accelerators do not mind. On a CPU the sequence pass
-goes one further and runs feature-major, the state transposed to [H, batch]
-and each step's product W_h @ h with the weights on the left, which is
-faster again for the few-row products of a recurrence
-(bench/bench_layout.py). On accelerators it runs batch-major, [T, batch, H]
-from one layer to the next (`is_feature_major`).
+BENCHMARKS.md), and accelerators do not mind. The sequence pass goes one
+further and runs feature-major, the state transposed to [H, batch] and each
+step's product W_h @ h with the weights on the left, which is faster again
+for the few-row products of a recurrence (bench/bench_layout.py).
 
 Mixed precision: weight modules hand out their kernels cast to `dtype`
 (parameters stay float32), and `dot` multiplies in the kernel's dtype with
@@ -269,16 +267,15 @@ def run_layer(
     hoist_input_projection: bool = False,
     unroll: int = 1,
     sequence_vjp: bool = False,
-    layout: str = "auto",
 ) -> tuple[jax.Array, Carry]:
-    """One layer over a whole sequence (`layout`: the sequence pass's, see `is_feature_major`).
+    """One layer over a whole sequence.
 
     inputs [batch, T, in] -> outputs [batch, T, H] and the final carry. With
     `lengths` [batch], steps at or past an example's length leave its carry
     unchanged (so the final carry is the one at length - 1) and output zeros.
     """
     if sequence_vjp:
-        return run_projected_layer(w["w_h"], project_sequence(w, inputs, layout), carry, lengths, unroll, layout)
+        return run_projected_layer(w["w_h"], project_sequence(w, inputs), carry, lengths, unroll)
     steps = inputs.shape[1]
     time_major = jnp.swapaxes(inputs, 0, 1)
     if hoist_input_projection:
@@ -309,31 +306,10 @@ def run_layer(
     return jnp.swapaxes(outputs, 0, 1), carry
 
 
-SEQUENCE_LAYOUTS = ("auto", "feature_major", "batch_major")
-
-
-def is_feature_major(layout: str) -> bool:
-    """Whether the sequence pass runs feature-major; "auto" is on a CPU and is not on accelerators.
-
-    Feature-major suits XLA's CPU matmuls (`_sequence_forward`); on a GPU
-    its layout changes cost transposes of whole [T, 4H, B] arrays around
-    every layer, which batch-major avoids (BENCHMARKS.md).
-    """
-    if layout not in SEQUENCE_LAYOUTS:
-        raise ValueError(f"sequence layout must be one of {SEQUENCE_LAYOUTS}, got {layout!r}")
-    return layout == "feature_major" or (layout == "auto" and jax.default_backend() == "cpu")
-
-
-def sequence_major(x: jax.Array, layout: str) -> jax.Array:
-    """[batch, T, 4H] -> what the sequence pass reads: [T, 4H, batch] feature-major, [T, batch, 4H] batch-major."""
-    return jnp.transpose(x, (1, 2, 0) if is_feature_major(layout) else (1, 0, 2))
-
-
-def project_sequence(w: LayerWeights, inputs: jax.Array, layout: str = "auto") -> jax.Array:
-    """Every step's input projection plus bias in one matmul: inputs [batch, T, in] -> `sequence_major`'s layout."""
-    if is_feature_major(layout):
-        return mixed_einsum("gi,bti->tgb", w["w_x"], inputs.astype(w["w_x"].dtype)) + w["b"][:, None]
-    return mixed_einsum("bti,gi->tbg", inputs.astype(w["w_x"].dtype), w["w_x"]) + w["b"]
+def project_sequence(w: LayerWeights, inputs: jax.Array) -> jax.Array:
+    """Every step's input projection plus bias in one matmul: inputs [batch, T, in] -> [T, 4H, batch]."""
+    projected = mixed_einsum("gi,bti->tgb", w["w_x"], inputs.astype(w["w_x"].dtype))
+    return projected + w["b"][:, None]
 
 
 def run_projected_layer(
@@ -342,9 +318,8 @@ def run_projected_layer(
     carry: Carry,
     lengths: jax.Array | None = None,
     unroll: int = 1,
-    layout: str = "auto",
 ) -> tuple[jax.Array, Carry]:
-    """`run_layer` with the sequence backward pass, from each step's input projection plus bias (`sequence_major`).
+    """`run_layer` with the sequence backward pass, from each step's input projection plus bias [T, 4H, batch].
 
     Taking the projection rather than the inputs lets a caller compute it in
     whatever way suits its inputs (decoders gather token columns instead of
@@ -352,7 +327,7 @@ def run_projected_layer(
     autodiff.
     """
     steps = projected.shape[0]
-    hs, cs = _sequence_layer(unroll, is_feature_major(layout), w_h, projected, carry[0], carry[1])
+    hs, cs = _sequence_layer(unroll, w_h, projected, carry[0], carry[1])
     if lengths is None:
         return jnp.swapaxes(hs, 0, 1), (cs[-1], hs[-1])
     # Padding is at the end, so steps past a length can run unmasked: their
@@ -376,7 +351,6 @@ def run_stack(
     unroll: int = 1,
     keep_masks: Sequence[jax.Array] | None = None,
     sequence_vjp: bool = False,
-    layout: str = "auto",
 ) -> tuple[jax.Array, list[Carry]]:
     """The stack layer by layer over a known sequence: [batch, T, in] -> [batch, T, H_top].
 
@@ -387,7 +361,7 @@ def run_stack(
     for i, (w, carry) in enumerate(zip(weights, carries, strict=True)):
         if keep_masks is not None:
             x = x * keep_masks[i]
-        x, final = run_layer(w, x, carry, lengths, hoist_input_projection, unroll, sequence_vjp, layout)
+        x, final = run_layer(w, x, carry, lengths, hoist_input_projection, unroll, sequence_vjp)
         finals.append(final)
     return x, finals
 
@@ -439,78 +413,65 @@ def _made_after(x: jax.Array, anchor: jax.Array) -> jax.Array:
     return x + (0 * anchor.reshape(-1)[0]).astype(x.dtype)
 
 
-def _flip(x: jax.Array, feature_major: bool) -> jax.Array:
-    """Swaps the last two axes in the feature-major layout: batch-major [..., B, H] <-> feature-major [..., H, B]."""
-    return jnp.swapaxes(x, -1, -2) if feature_major else x
+def _sequence_forward(unroll, w_h, projected, c0, h0):
+    """The recurrence over projected [T, 4H, B] -> (h, c) at every step, [T, H, B]; also what the backward pass needs.
 
-
-def _recurrent_product(w: jax.Array, x: jax.Array, feature_major: bool) -> jax.Array:
-    """A kernel [out, in] applied to one step's state, float32: W @ x for x [in, B], x @ W^T for x [B, in]."""
-    x = x.astype(w.dtype)
-    if feature_major:
-        return jnp.matmul(w, x, preferred_element_type=jnp.float32)
-    return jnp.matmul(x, w.T, preferred_element_type=jnp.float32)
-
-
-def _sequence_forward(unroll, feature_major, w_h, projected, c0, h0):
-    """The recurrence over `projected` -> (h, c) at every step; also what the backward pass needs.
-
-    Feature-major, `projected` is [T, 4H, B], the carry (c, h) is transposed,
-    [H, B], and each step computes gates [4H, B] = W_h [4H, H] @ h [H, B];
-    with few rows XLA's CPU matmul is up to 2.8x faster with the weights on
-    the left (bench_layout.py). Batch-major, everything is [T, B, ...] and
-    each step computes h @ W_h^T, which needs no transposes between layers.
+    Runs feature-major: the carry is (c, h) transposed, [H, B], and each step
+    computes gates [4H, B] = W_h [4H, H] @ h [H, B]; with few rows XLA's CPU
+    matmul is up to 2.8x faster with the weights on the left (bench_layout.py).
     The loop writes its outputs into buffers made from `projected`, so that
     they exist from this layer on (as a scan's stacked outputs, XLA made
     every layer's at the start of the step; BENCHMARKS.md).
     """
-    steps, (batch, hidden) = projected.shape[0], c0.shape
-    state_shape = (hidden, batch) if feature_major else (batch, hidden)
-    buffers = (_made_after(jnp.zeros((steps, *state_shape), jnp.float32), projected),) * 6  # h, c, i, g, f, o
-    axis = 0 if feature_major else -1  # of the four gates in a step's [4H, B] or [B, 4H]
+    steps, hidden, batch = projected.shape[0], w_h.shape[1], projected.shape[2]
+    buffers = (_made_after(jnp.zeros((steps, hidden, batch), jnp.float32), projected),) * 6  # h, c, i, g, f, o
 
     def body(carry, scanned):
         (c, h), buffers = carry
         t, x_proj = scanned
-        gates = x_proj + _recurrent_product(w_h, h, feature_major)
-        i, g, f, o = _activations(gates, axis=axis)
+        gates = x_proj + jnp.matmul(w_h, h.astype(w_h.dtype), preferred_element_type=jnp.float32)
+        i, g, f, o = _activations(gates, axis=0)
         c = f * c + i * g
         h = o * jnp.tanh(c)
         values = (h, c, i, g, f, o)
         buffers = tuple(jax.lax.dynamic_update_index_in_dim(b, v, t, 0) for b, v in zip(buffers, values, strict=True))
         return ((c, h), buffers), None
 
-    carry = (_flip(c0, feature_major), _flip(h0, feature_major))
-    (_, (hs, cs, *gates)), _ = jax.lax.scan(body, (carry, buffers), (jnp.arange(steps), projected), unroll=unroll)
+    (_, (hs, cs, *gates)), _ = jax.lax.scan(
+        body, ((c0.T, h0.T), buffers), (jnp.arange(steps), projected), unroll=unroll
+    )
     return (hs, cs), tuple(gates)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
-def _sequence_layer(unroll, feature_major, w_h, projected, c0, h0):
-    """(hs, cs) [T, B, H] of the recurrence over `projected` from the carry (c0, h0) [B, H]."""
-    hs, cs = _sequence_forward(unroll, feature_major, w_h, projected, c0, h0)[0]
-    return _flip(hs, feature_major), _flip(cs, feature_major)
+def _batch_major(x: jax.Array) -> jax.Array:
+    """[T, H, B] -> [T, B, H]."""
+    return jnp.swapaxes(x, 1, 2)
 
 
-def _sequence_layer_fwd(unroll, feature_major, w_h, projected, c0, h0):
-    (hs, cs), gates = _sequence_forward(unroll, feature_major, w_h, projected, c0, h0)
-    return (_flip(hs, feature_major), _flip(cs, feature_major)), (w_h, c0, h0, hs, cs, gates)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _sequence_layer(unroll, w_h, projected, c0, h0):
+    """(hs, cs) [T, B, H] of the recurrence over projected [T, 4H, B] from the carry (c0, h0) [B, H]."""
+    hs, cs = _sequence_forward(unroll, w_h, projected, c0, h0)[0]
+    return _batch_major(hs), _batch_major(cs)
 
 
-def _sequence_layer_bwd(unroll, feature_major, residuals, cotangents):
-    w_h, c0, h0, hs, cs, (i, g, f, o) = residuals  # hs, cs, gates in the pass's layout
-    d_hs, d_cs = (_flip(d, feature_major) for d in cotangents)
-    c_prev = jnp.concatenate([_flip(c0, feature_major)[None], cs[:-1]])
-    h_prev = jnp.concatenate([_flip(h0, feature_major)[None], hs[:-1]])
-    steps, (batch, hidden) = hs.shape[0], c0.shape
-    axis = 0 if feature_major else -1
+def _sequence_layer_fwd(unroll, w_h, projected, c0, h0):
+    (hs, cs), gates = _sequence_forward(unroll, w_h, projected, c0, h0)
+    return (_batch_major(hs), _batch_major(cs)), (w_h, c0, h0, hs, cs, gates)
+
+
+def _sequence_layer_bwd(unroll, residuals, cotangents):
+    w_h, c0, h0, hs, cs, (i, g, f, o) = residuals  # hs, cs, gates feature-major [T, H, B]
+    d_hs, d_cs = (_batch_major(d) for d in cotangents)
+    c_prev = jnp.concatenate([c0.T[None], cs[:-1]])
+    h_prev = jnp.concatenate([h0.T[None], hs[:-1]])
+    steps, hidden, batch = hs.shape
     # W_h^T [H, 4H], so that each step's matmul again has the weights on the
     # left, and the buffer the loop writes every step's gate gradients into.
     # Both are made after the cotangents (left to itself, XLA made them at the
     # start of the step and held them through the forward pass; BENCHMARKS.md).
     w_h_t = _made_after(w_h, d_hs).T
-    gates_shape = (4 * hidden, batch) if feature_major else (batch, 4 * hidden)
-    d_gates = _made_after(jnp.zeros((steps, *gates_shape), jnp.float32), d_hs)
+    d_gates = _made_after(jnp.zeros((steps, 4 * hidden, batch), jnp.float32), d_hs)
 
     def body(carry, scanned):
         dc_next, dh_next, d_gates = carry
@@ -520,19 +481,18 @@ def _sequence_layer_bwd(unroll, feature_major, residuals, cotangents):
         dc = dc_next + d_c + dh * o * (1 - tanh_c**2)
         gates = jnp.concatenate(
             [dc * g * i * (1 - i), dc * i * (1 - g**2), dc * c_prev * f * (1 - f), dh * tanh_c * o * (1 - o)],
-            axis=axis,
+            axis=0,
         )
-        dh_prev = _recurrent_product(w_h_t, gates, feature_major)
+        dh_prev = jnp.matmul(w_h_t, gates.astype(w_h.dtype), preferred_element_type=jnp.float32)
         return (dc * f, dh_prev, jax.lax.dynamic_update_index_in_dim(d_gates, gates, t, 0)), None
 
-    zeros = jnp.zeros_like(_flip(c0, feature_major))
+    zeros = jnp.zeros_like(c0.T)
     scanned = (jnp.arange(steps), d_hs, d_cs, i, g, f, o, c_prev, cs)
     (dc0, dh0, d_gates), _ = jax.lax.scan(body, (zeros, zeros, d_gates), scanned, reverse=True, unroll=unroll)
     # The weight gradient once over all steps: [4H, T*B] @ [T*B, H]. The input
     # projection's gradient is d_gates itself; autodiff takes it from there.
-    spec = "tgb,thb->gh" if feature_major else "tbg,tbh->gh"
-    d_w_h = low_precision_product(spec, d_gates.astype(w_h.dtype), h_prev.astype(w_h.dtype))
-    return d_w_h.astype(w_h.dtype), d_gates, _flip(dc0, feature_major), _flip(dh0, feature_major)
+    d_w_h = low_precision_product("tgb,thb->gh", d_gates.astype(w_h.dtype), h_prev.astype(w_h.dtype))
+    return d_w_h.astype(w_h.dtype), d_gates, dc0.T, dh0.T
 
 
 _sequence_layer.defvjp(_sequence_layer_fwd, _sequence_layer_bwd)

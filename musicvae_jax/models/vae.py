@@ -39,7 +39,6 @@ class ModelSpec:
     compute_dtype: str = "float32"  # "bfloat16": mixed precision (float32 params, loss and optimizer)
     sequence_vjp: bool = True  # LSTM weight gradients once per sequence (models/lstm.py)
     batch_directions: bool = False  # the encoder's two directions as one batched scan (models/encoder.py)
-    sequence_layout: str = "auto"  # of the LSTM sequence pass (models/lstm.py: is_feature_major)
 
     @property
     def hierarchical(self) -> bool:
@@ -60,7 +59,6 @@ class ModelSpec:
                 self.dropout_keep,
                 self.compute_dtype,
                 self.sequence_vjp,
-                self.sequence_layout,
             )
             for g in groups
         ]
@@ -114,7 +112,6 @@ class MusicVAE(nn.Module):
             s.compute_dtype,
             s.sequence_vjp,
             s.batch_directions,
-            s.sequence_layout,
         )
         self.cores = [CoreWeights(c, name=f"core_{i}") for i, c in enumerate(s.core_specs())]
         if s.hierarchical:
@@ -138,7 +135,6 @@ class MusicVAE(nn.Module):
             carries,
             hoist_input_projection=s.hoist_input_projection,
             sequence_vjp=s.sequence_vjp,
-            layout=s.sequence_layout,
         )
         return embeddings
 
