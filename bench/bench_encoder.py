@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train import CONFIGS, random_batch, time_config  # noqa: E402
-from common import machine, median_seconds, prepare_torch_baseline  # noqa: E402
+from common import machine, median_seconds, set_up_host_memory, torch_caller, torch_setup  # noqa: E402
 from flops import lstm_flops, train_step_flops  # noqa: E402
 from suite import SIXTEEN_BAR, config_for, time_torch  # noqa: E402
 
@@ -74,6 +74,7 @@ def torch_seconds(spec: ModelSpec, inputs: np.ndarray, steps: int) -> float:
 
 
 def main() -> None:
+    set_up_host_memory()  # before JAX starts its threads
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="drums_2bar_small,mel_2bar_small,mel_2bar_big,mel_16bar_hier,trio_16bar_hier")
     parser.add_argument("--size", choices=("real", "tiny"), default="real")
@@ -84,7 +85,8 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    setup = prepare_torch_baseline(torch)
+    call_torch, close_torch = torch_caller("cpu")
+    setup = call_torch(torch_setup, "cpu")
     print(f"machine: {machine()}, jax {jax.__version__}, torch {torch.__version__}; torch: {setup}")
     print(
         "| config | batch | encoder share of FLOPs | encoder s, ours | encoder s, torch | encoder speed, ours / torch "
@@ -100,9 +102,9 @@ def main() -> None:
         data, inputs = encoder_batch(spec, config.batch_size)
         encoder_flops = 3 * lstm_flops(spec.num_steps, inputs.shape[-1], spec.encoder_sizes, True) * config.batch_size
         share = encoder_flops / train_step_flops(spec, config.batch_size)
-        ours, theirs = ours_seconds(spec, data, inputs, steps), torch_seconds(spec, inputs, steps)
+        ours, theirs = ours_seconds(spec, data, inputs, steps), call_torch(torch_seconds, spec, inputs, steps)
         step_ours = time_config(config, steps)["step_s"]
-        step_theirs = time_torch(config, steps)["step_s"]
+        step_theirs = call_torch(time_torch, config, steps)["step_s"]
         rest_ours, rest_theirs = step_ours - ours, step_theirs - theirs
         print(
             f"| {name} | {config.batch_size} | {share:.0%} | {ours:.3f} | {theirs:.3f} | {theirs / ours:.2f}x "
@@ -110,6 +112,7 @@ def main() -> None:
             f"| {rest_theirs / rest_ours:.2f}x |",
             flush=True,
         )
+    close_torch()
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, median_seconds  # noqa: E402
+from common import machine, median_seconds, set_up_host_memory  # noqa: E402
 from flops import train_step_flops  # noqa: E402
 
 from configs import drums_2bar, groovae, mel_2bar, mel_16bar, trio  # noqa: E402
@@ -103,6 +103,7 @@ def time_config(config, steps: int) -> dict:
 
 
 def main() -> None:
+    set_up_host_memory()  # before JAX starts its threads
     parser = argparse.ArgumentParser()
     parser.add_argument("--only", default="", help="comma-separated NAME or NAME:tiny")
     parser.add_argument("--steps", type=int, default=5)

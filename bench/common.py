@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import ctypes
+import multiprocessing
 import os
 import platform
 import statistics
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+
+from musicvae_jax import host_memory
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("MUSICVAE_DATA", REPO.parent / "shared" / "data"))
@@ -65,11 +69,8 @@ def prepare_torch_baseline(torch, device: str = "cpu") -> str:
 
     On a CPU: all cores; denormals flushed to zero as XLA does (without it, decaying
     values made torch's first steps up to 5x slower); and freed memory kept
-    for reuse: glibc's malloc otherwise maps every large block afresh and
-    returns it at free, and the page faults of torch's per-step temporaries
-    cost its LSTM steps 25-50% here (BENCHMARKS.md). PyTorch's guide gets
-    the same from jemalloc or tcmalloc; this sets glibc's thresholds
-    (mallopt), which holds for the whole process, our steps included.
+    for reuse (`torch_allocator`, which `torch_caller` runs before PyTorch
+    starts its threads).
     """
     if device == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -80,11 +81,25 @@ def prepare_torch_baseline(torch, device: str = "cpu") -> str:
         )
     torch.set_num_threads(os.cpu_count() or 1)
     torch.set_flush_denormal(True)
-    return f"{torch.get_num_threads()} threads, denormals flushed, {keep_freed_memory()}"
+    return f"{torch.get_num_threads()} threads, denormals flushed, {torch_allocator()}"
 
 
-def keep_freed_memory() -> str:
-    """Raise glibc's mmap and trim thresholds so freed blocks are reused, not unmapped (glibc only)."""
+def set_up_host_memory() -> None:
+    """Host memory as our entry points set it up (musicvae_jax/cli.py); bench scripts call it first thing."""
+    if host_memory.cpu_only():
+        host_memory.keep_freed_memory()
+
+
+def torch_allocator() -> str:
+    """glibc's mmap and trim thresholds raised so freed blocks are reused, its arenas left as they are.
+
+    Without it glibc maps every large block afresh and returns it at free,
+    and the page faults of PyTorch's per-step temporaries cost its LSTM
+    steps 25-50% here; PyTorch's guide gets the same from jemalloc or
+    tcmalloc (BENCHMARKS.md). Our entry points' set-up (one arena,
+    musicvae_jax/host_memory.py) slowed PyTorch's steps by up to 2x, so the
+    baseline runs in a process of its own (`torch_caller`).
+    """
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:
@@ -94,3 +109,24 @@ def keep_freed_memory() -> str:
         m_trim_threshold, ctypes.c_int(2**31 - 1)
     )
     return "malloc keeps freed memory (glibc mmap threshold 1 GiB, no trim)" if ok else "default glibc malloc"
+
+
+def torch_setup(device: str) -> str:
+    """`prepare_torch_baseline` where `torch_caller` runs the baseline."""
+    import torch
+
+    return prepare_torch_baseline(torch, device)
+
+
+def torch_caller(device: str) -> tuple[Callable, Callable[[], None]]:
+    """(call, close): call(fn, *args) runs a PyTorch baseline function; close() ends its process.
+
+    On a CPU the baseline runs in a spawned process of its own, with glibc
+    set up PyTorch's way before its threads start (`torch_allocator`),
+    while this process keeps our entry points' set-up; the two would
+    otherwise share one malloc configuration. On a GPU it runs here.
+    """
+    if device != "cpu":
+        return (lambda fn, *args: fn(*args)), (lambda: None)
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=torch_allocator)
+    return (lambda fn, *args: pool.submit(fn, *args).result()), pool.shutdown

@@ -31,7 +31,7 @@ import jax
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train import CONFIGS, step_setup  # noqa: E402
-from common import machine, median_seconds  # noqa: E402
+from common import machine, median_seconds, set_up_host_memory  # noqa: E402
 from suite import config_for  # noqa: E402
 
 from musicvae_jax import train  # noqa: E402
@@ -130,6 +130,7 @@ def step_config(args: argparse.Namespace):
 
 
 def main() -> None:
+    set_up_host_memory()  # before JAX starts its threads
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_step_arguments(parser)
     parser.add_argument("--steps", type=int, default=5, help="steps timed before the trace")

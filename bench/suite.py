@@ -12,7 +12,9 @@ fraction of a large jitted matmul measured at the start of the run (float32;
 bfloat16 on GPU). Beside it, the same model in PyTorch (`torch.nn.LSTM`,
 bench/torch_musicvae.py), same batch and sequence length, timed the same
 way, set up as PyTorch advises for CPUs (common.prepare_torch_baseline:
-denormals flushed as XLA does, freed memory reused), and the ratio of examples/s
+denormals flushed as XLA does, freed memory reused; on a CPU in a process
+of its own, common.torch_caller, while ours runs with our entry points'
+malloc set-up), and the ratio of examples/s
 (ours / theirs). Both train with teacher
 forcing (scheduled sampling off), so the comparison is the same work.
 With --precision bfloat16 both sides train in mixed precision: ours with
@@ -39,7 +41,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_input import batches_per_second  # noqa: E402
 from bench_sample import sample_seconds  # noqa: E402
 from bench_train import CONFIGS, matmul_flops_per_second, random_batch, time_config  # noqa: E402
-from common import GROOVE_DIR, machine, median_seconds, prepare_torch_baseline, torch_device  # noqa: E402
+from common import (  # noqa: E402
+    GROOVE_DIR,
+    machine,
+    median_seconds,
+    set_up_host_memory,
+    torch_caller,
+    torch_device,
+    torch_setup,
+)
 
 from musicvae_jax import train  # noqa: E402
 from musicvae_jax.convert import convert  # noqa: E402
@@ -190,6 +200,7 @@ def markdown(results: dict) -> str:
 
 
 def main() -> None:
+    set_up_host_memory()  # before JAX starts its threads
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="", help="comma-separated config names (default: all)")
     parser.add_argument("--sizes", default="real,tiny")
@@ -226,18 +237,20 @@ def main() -> None:
         "sample": [],
     }
     device = "cpu"
+    call_torch, close_torch = (lambda fn, *args: None), (lambda: None)
     if not args.skip_torch:
         import torch
 
         device = torch_device(torch)
-        results["torch_setup"] = prepare_torch_baseline(torch, device)
+        call_torch, close_torch = torch_caller(device)
+        results["torch_setup"] = call_torch(torch_setup, device)
         results["torch"] = torch.__version__
         size, dtype = reference_matmul()
-        results["torch_matmul_gflops"] = torch_matmul_flops(size, dtype=dtype, device=device) / 1e9
+        results["torch_matmul_gflops"] = call_torch(torch_matmul_flops, size, 10, dtype, device) / 1e9
     if args.precision == "bfloat16" and jax.default_backend() == "cpu":
         results["jax_bf16_matmul_gflops"] = matmul_flops_per_second(2048, dtype=jnp.bfloat16) / 1e9
         if not args.skip_torch:
-            results["torch_bf16_matmul_gflops"] = torch_matmul_flops(dtype="bfloat16") / 1e9
+            results["torch_bf16_matmul_gflops"] = call_torch(torch_matmul_flops, 2048, 10, "bfloat16") / 1e9
     print(f"{results['machine']}; matmul {matmul}: {peak / 1e9:.0f} GFLOP/s", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -261,13 +274,14 @@ def main() -> None:
                 continue
             row["of_matmul"] = row["flops_per_s"] / peak
             if not args.skip_torch:
-                row["torch"] = time_torch(config, steps, device)
+                row["torch"] = call_torch(time_torch, config, steps, device)
             results["train"].append(row)
             write(results, stem)  # after every row, so an interrupted run keeps what it measured
             rep = config.data.representation
             consumption[rep] = max(consumption.get(rep, 0.0), row["examples_per_s"])
             ratio = f", torch {row['torch']['step_s']:.3f} s" if row.get("torch") else ""
             print(f"train {name}:{size} batch {config.batch_size}: {row['step_s']:.3f} s/step{ratio}", flush=True)
+    close_torch()
     if not args.skip_input:
         results["input"] = input_rates(consumption, 512, 100)
         write(results, stem)

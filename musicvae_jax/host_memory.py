@@ -1,0 +1,67 @@
+"""glibc's malloc told to keep freed host memory, so a CPU step's temporaries are not mapped afresh every step.
+
+XLA's CPU client runs a step on threads of its own, each with its own malloc
+arena, and glibc hands large freed blocks back to the system. Every
+training step then maps its temporaries anew: 18,000 page faults a step
+for mel_2bar_small at batch 32, about a tenth of the step (BENCHMARKS.md).
+One arena, an mmap threshold of 2 GiB and no trimming keep the memory for
+the next step; the process's resident memory stays at its peak instead.
+Only arenas made afterwards follow the settings, so this runs before JAX
+starts its threads (before the first computation). It is for CPU runs:
+on accelerators the steps' temporaries live on the device, and in a
+process where JAX runs, one arena slowed the in-process Grain loader by
+a fifth to a third (BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.metadata
+import importlib.util
+import os
+import pkgutil
+import sys
+
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8  # mallopt options, from glibc's malloc.h
+LARGEST = 2**31 - 1  # mallopt takes an int
+
+
+def keep_freed_memory() -> str:
+    """Sets glibc's malloc up as above; returns a line saying what it did (nothing where libc is not glibc)."""
+    if not sys.platform.startswith("linux"):
+        return "default allocator (not Linux)"
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return "default allocator (not glibc)"
+    settings = ((M_ARENA_MAX, 1), (M_MMAP_THRESHOLD, LARGEST), (M_TRIM_THRESHOLD, LARGEST))
+    if all(mallopt(option, value) == 1 for option, value in settings):
+        return "glibc malloc: one arena, freed memory kept (mmap threshold 2 GiB, no trimming)"
+    return "glibc malloc: its defaults (mallopt refused the settings)"
+
+
+def cpu_only() -> bool:
+    """Whether JAX will run on its CPU alone, judged without starting it.
+
+    JAX_PLATFORMS decides where set; otherwise no accelerator plugin
+    (`jax_plugins`, as the CUDA and ROCm plugins install themselves) and no
+    libtpu installed.
+    """
+    platforms = os.environ.get("JAX_PLATFORMS", "")
+    if platforms:
+        return [p.strip() for p in platforms.split(",")] == ["cpu"]
+    return not accelerator_plugins()
+
+
+def accelerator_plugins() -> list[str]:
+    """The JAX accelerator plugins installed here (entry points, `jax_plugins` modules, libtpu)."""
+    found = [entry.name for entry in importlib.metadata.entry_points(group="jax_plugins")]
+    try:
+        import jax_plugins
+
+        found += [module.name for module in pkgutil.iter_modules(jax_plugins.__path__)]
+    except ImportError:
+        pass
+    if importlib.util.find_spec("libtpu") is not None:
+        found.append("libtpu")
+    return found
