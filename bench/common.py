@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import multiprocessing
 import os
 import platform
@@ -91,24 +90,16 @@ def set_up_host_memory() -> None:
 
 
 def torch_allocator() -> str:
-    """glibc's mmap and trim thresholds raised so freed blocks are reused, its arenas left as they are.
+    """glibc set up to reuse freed blocks, each thread keeping its arena (`host_memory.keep_freed_memory`).
 
     Without it glibc maps every large block afresh and returns it at free,
     and the page faults of PyTorch's per-step temporaries cost its LSTM
     steps 25-50% here; PyTorch's guide gets the same from jemalloc or
-    tcmalloc (BENCHMARKS.md). Our entry points' set-up (one arena,
-    musicvae_jax/host_memory.py) slowed PyTorch's steps by up to 2x, so the
-    baseline runs in a process of its own (`torch_caller`).
+    tcmalloc (BENCHMARKS.md). Our entry points' one arena slowed PyTorch's
+    steps by up to 2x, so the baseline runs in a process of its own
+    (`torch_caller`).
     """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return "default allocator (not glibc)"
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    ok = libc.mallopt(m_mmap_threshold, ctypes.c_int(1 << 30)) and libc.mallopt(
-        m_trim_threshold, ctypes.c_int(2**31 - 1)
-    )
-    return "malloc keeps freed memory (glibc mmap threshold 1 GiB, no trim)" if ok else "default glibc malloc"
+    return host_memory.keep_freed_memory(one_arena=False)
 
 
 def torch_setup(device: str) -> str:

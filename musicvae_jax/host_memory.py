@@ -26,17 +26,23 @@ M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8  # mallopt options,
 LARGEST = 2**31 - 1  # mallopt takes an int
 
 
-def keep_freed_memory() -> str:
-    """Sets glibc's malloc up as above; returns a line saying what it did (nothing where libc is not glibc)."""
+def keep_freed_memory(one_arena: bool = True) -> str:
+    """Sets glibc's malloc up as above; returns a line saying what it did (nothing where libc is not glibc).
+
+    `one_arena=False` raises the thresholds only, leaving each thread its
+    arena: the PyTorch baseline's set-up (bench/common.py), which one
+    arena slowed.
+    """
     if not sys.platform.startswith("linux"):
         return "default allocator (not Linux)"
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):
         return "default allocator (not glibc)"
-    settings = ((M_ARENA_MAX, 1), (M_MMAP_THRESHOLD, LARGEST), (M_TRIM_THRESHOLD, LARGEST))
+    settings = ((M_ARENA_MAX, 1),) * one_arena + ((M_MMAP_THRESHOLD, LARGEST), (M_TRIM_THRESHOLD, LARGEST))
     if all(mallopt(option, value) == 1 for option, value in settings):
-        return "glibc malloc: one arena, freed memory kept (mmap threshold 2 GiB, no trimming)"
+        arenas = "one arena" if one_arena else "an arena per thread"
+        return f"glibc malloc: {arenas}, freed memory kept (mmap threshold 2 GiB, no trimming)"
     return "glibc malloc: its defaults (mallopt refused the settings)"
 
 
