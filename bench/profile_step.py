@@ -3,15 +3,20 @@
     python bench/profile_step.py --config trio_16bar_hier --batch 256 --precision bfloat16 --out runs/profile
     python bench/profile_step.py --config mel_2bar_big --batch 512 --set model.unroll=2 --set model.sequence_vjp=False
     XLA_FLAGS=--xla_gpu_enable_command_buffer=+WHILE python bench/profile_step.py --config mel_2bar_big --tag cmdbuf
+    python bench/profile_step.py --config mel_2bar_small --batch 32   # on a CPU: XLA's ops on its worker threads
 
 Compiles and times the step as bench/suite.py does (jit, donated state,
 random batch, median of --steps), then traces --trace_steps more under
-jax.profiler with a Perfetto trace and sums the device's events by name:
-total, count, mean and share of the traced window. On a GPU the device
-events are its kernels; on a CPU, the XLA client thread's thunks. "busy" is
-the union of those events over the window; the rest is the device waiting
-on the host (launches, loop conditions, copies to and from it). Writes the
-summary as Markdown beside the trace (open the .json.gz in ui.perfetto.dev).
+jax.profiler with a Perfetto trace and sums the device's events by kind
+(products, per-step buffer writes, transposes, ...: `KINDS`) and by name:
+total, count, mean and share of the device's busy time. On a GPU the device
+events are its kernels. On a CPU they are XLA's ops on its worker threads,
+which it traces only with --xla_cpu_enable_xprof_traceme (added to XLA_FLAGS
+here); an op that splits over both cores is traced once, on the thread that
+started it, and ops overlap, so "busy" is the union of the events over the
+window and the rest is waiting (launches, loop conditions, copies to and
+from the device). Writes the summary as Markdown beside the trace (open the
+.json.gz in ui.perfetto.dev).
 """
 
 from __future__ import annotations
@@ -48,14 +53,53 @@ def thread_names(events: list[dict]) -> dict[tuple, str]:
 
 
 def device_threads(names: dict[tuple, str]) -> dict[tuple, str]:
-    """The threads that run device work: a GPU's streams (else all its lines), or a CPU client's thunk thread."""
+    """The threads that run device work: a GPU's streams (else all its lines), or XLA's CPU worker threads.
+
+    Without XLA's CPU worker threads in the trace, the CPU client's thread.
+    """
     on_device = {k: v for k, v in names.items() if v.startswith("/device:")}
     streams = {k: v for k, v in on_device.items() if "stream" in v.lower()}
-    return streams or on_device or {k: v for k, v in names.items() if "XLAPjRtCpuClient" in v}
+    workers = {k: v for k, v in names.items() if "XLAEigen" in v}
+    return streams or on_device or workers or {k: v for k, v in names.items() if "XLAPjRtCpuClient" in v}
 
 
-def summarize(events: list[dict], top: int = 25) -> str:
-    """Markdown: the traced threads, the device's busy share of the window, and its events by total time."""
+# Events of XLA's CPU runtime that wrap or wait on the ops rather than being one.
+RUNTIME_EVENTS = ("ThunkExecutor", "SlinkyThreadPool", "ThreadpoolListener", "end: ")
+
+# An event's kind: the first kind one of whose words its name contains (XLA names a
+# fusion after its ops: `multiply_concatenate_fusion`, `select_dynamic-update-slice_fusion`).
+KINDS = (
+    ("products", ("nvjet", "gemm", "cublas", "cutlass", "xmma", "ynn_fusion", "xnn_fusion", "onednn", "dot")),
+    ("per-step buffer writes", ("dynamic-update-slice", "dynamic_update_slice")),
+    ("transposes", ("transpose",)),
+    ("gathers and scatters", ("gather", "scatter")),
+    ("concatenates", ("concatenate",)),
+    ("copies", ("copy",)),
+    ("reductions", ("reduce", "reduction")),
+)
+
+
+def kind_of(name: str) -> str:
+    lowered = name.lower()
+    return next((kind for kind, words in KINDS if any(w in lowered for w in words)), "other elementwise loops")
+
+
+def _union(spans: list[dict]) -> float:
+    """Microseconds covered by at least one of the events."""
+    covered, reach = 0.0, float("-inf")
+    for e in sorted(spans, key=lambda e: e["ts"]):
+        end = e["ts"] + e["dur"]
+        if end > reach:
+            covered += end - max(e["ts"], reach)
+            reach = end
+    return covered
+
+
+def summarize(events: list[dict], top: int = 25, steps: int = 1) -> str:
+    """Markdown: the traced threads, the device's busy share of the window, its events by kind and by name.
+
+    Counts and times in the tables are per step, of the `steps` traced.
+    """
     spans = [e for e in events if e.get("ph") == "X" and "dur" in e]
     if not spans:
         return "no timed events in the trace\n"
@@ -64,29 +108,35 @@ def summarize(events: list[dict], top: int = 25) -> str:
         per_thread[(e["pid"], e["tid"])] += e["dur"]
     names = thread_names(events)
     chosen = device_threads(names)
-    device = [e for e in spans if (e["pid"], e["tid"]) in chosen]
+    on_threads = [e for e in spans if (e["pid"], e["tid"]) in chosen]
+    device = [e for e in on_threads if not e["name"].startswith(RUNTIME_EVENTS)] or on_threads
     start = min(e["ts"] for e in spans)
     window = max(e["ts"] + e["dur"] for e in spans) - start
-    busy, reach = 0.0, start
-    for e in sorted(device, key=lambda e: e["ts"]):
-        end = e["ts"] + e["dur"]
-        if end > reach:
-            busy += end - max(e["ts"], reach)
-            reach = end
+    busy = _union(device)
     by_name: dict[str, list[float]] = collections.defaultdict(list)
+    by_kind: dict[str, list[dict]] = collections.defaultdict(list)
     for e in device:
         by_name[e["name"]].append(e["dur"])
+        by_kind[kind_of(e["name"])].append(e)
     total = sum(sum(d) for d in by_name.values())
     lines = [
         f"Traced window {window / 1e3:.1f} ms; device threads: {', '.join(sorted(chosen.values())) or 'none found'}.",
-        f"Device busy {busy / 1e3:.1f} ms ({busy / window:.0%} of the window); events sum to {total / 1e3:.1f} ms.",
+        f"Device busy {busy / 1e3:.1f} ms ({busy / window:.0%} of the window, {busy / 1e3 / steps:.1f} ms a step); "
+        f"events sum to {total / 1e3:.1f} ms.",
         "",
-        "| device event | count | total ms | mean us | share of busy |",
+        "| kind | count a step | ms a step | busy ms a step (union) | share of busy |",
         "|---|---|---|---|---|",
     ]
+    for kind, events_of_kind in sorted(by_kind.items(), key=lambda kv: -_union(kv[1])):
+        covered = _union(events_of_kind)
+        lines.append(
+            f"| {kind} | {len(events_of_kind) / steps:g} | {sum(e['dur'] for e in events_of_kind) / 1e3 / steps:.2f} "
+            f"| {covered / 1e3 / steps:.2f} | {covered / max(busy, 1e-9):.0%} |"
+        )
+    lines += ["", "| device event | count a step | ms a step | mean us | share of busy |", "|---|---|---|---|---|"]
     for name, durations in sorted(by_name.items(), key=lambda kv: -sum(kv[1]))[:top]:
         lines.append(
-            f"| `{name[:90]}` | {len(durations)} | {sum(durations) / 1e3:.2f} | "
+            f"| `{name[:90]}` | {len(durations) / steps:g} | {sum(durations) / 1e3 / steps:.2f} | "
             f"{sum(durations) / len(durations):.1f} | {sum(durations) / max(busy, 1e-9):.0%} |"
         )
     lines += ["", "| thread | total ms of its events |", "|---|---|"]
@@ -129,8 +179,16 @@ def step_config(args: argparse.Namespace):
     return config
 
 
+def trace_cpu_ops() -> None:
+    """Has XLA's CPU runtime trace each op it runs (read when JAX makes its CPU client, so call it first)."""
+    flag = "--xla_cpu_enable_xprof_traceme=true"
+    if flag not in os.environ.get("XLA_FLAGS", ""):
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
+
+
 def main() -> None:
     set_up_host_memory()  # before JAX starts its threads
+    trace_cpu_ops()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_step_arguments(parser)
     parser.add_argument("--steps", type=int, default=5, help="steps timed before the trace")
@@ -167,7 +225,7 @@ def main() -> None:
         f"XLA_FLAGS {os.environ.get('XLA_FLAGS') or 'none'}: "
         f"step {seconds:.4f} s (median of {args.steps}); {args.trace_steps} steps traced.\n\n"
     )
-    text = header + summarize(events)
+    text = header + summarize(events, steps=args.trace_steps)
     (out / f"profile-{tag}.md").write_text(text)
     print(text, flush=True)
 

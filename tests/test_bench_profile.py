@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from profile_step import device_threads, summarize, thread_names  # noqa: E402
+from profile_step import device_threads, kind_of, summarize, thread_names  # noqa: E402
 
 
 def _meta(kind, pid, name, tid=0):
@@ -41,10 +41,57 @@ def test_device_threads_are_the_gpu_streams():
 def test_busy_time_is_the_union_of_device_events():
     text = summarize(gpu_trace())
     assert "Traced window 0.1 ms" in text
-    assert "Device busy 0.1 ms (50% of the window); events sum to 0.1 ms" in text  # 10-50 and 60-70 of 0-100
+    assert "Device busy 0.1 ms (50% of the window, 0.1 ms a step); events sum to 0.1 ms" in text  # 10-50, 60-70
     rows = [line for line in text.splitlines() if line.startswith("| `")]
     assert rows[0].startswith("| `gemm` | 2 | 0.04 | 20.0 | 80% |")
     assert rows[1].startswith("| `copy` | 1 | 0.02 | 20.0 | 40% |")
+
+
+def cpu_trace():
+    """XLA's CPU runtime with op tracing on: ops on two worker threads, inside runtime events that wrap them."""
+    return [
+        _meta("process_name", 1, "/host:CPU"),
+        _meta("thread_name", 1, "tf_XLAPjRtCpuClient/1", tid=11),
+        _meta("thread_name", 1, "tf_XLAEigen/2", tid=12),
+        _meta("thread_name", 1, "tf_XLAEigen/3", tid=13),
+        _span(1, 11, "ThunkExecutor::Execute (wait for completion)", 0, 200),
+        _span(1, 12, "ThunkExecutor::Execute", 0, 200),
+        _span(1, 12, "ynn_fusion.3", 10, 40),  # a product: 10-50
+        _span(1, 13, "wrapped_copy.1", 30, 40),  # 30-70, overlapping the product by 20
+        _span(1, 12, "select_dynamic-update-slice_fusion.2", 110, 10),
+        _span(1, 12, "end: ynn_fusion.3", 50, 1),
+        _span(1, 13, "SlinkyThreadPool::Await", 70, 30),
+        _span(1, 12, "multiply_tanh_fusion", 130, 20),
+        _span(1, 12, "ynn_fusion.3", 160, 40),  # the same product in the second traced step
+    ]
+
+
+def test_cpu_ops_are_the_worker_threads_events_without_the_runtimes():
+    assert sorted(device_threads(thread_names(cpu_trace())).values()) == [
+        "/host:CPU tf_XLAEigen/2",
+        "/host:CPU tf_XLAEigen/3",
+    ]
+    text = summarize(cpu_trace(), steps=2)
+    # Busy: 10-70, 110-120, 130-150, 160-200 of a 200-us window.
+    assert "Device busy 0.1 ms (65% of the window, 0.1 ms a step); events sum to 0.1 ms" in text
+    kinds = [line for line in text.splitlines() if line.startswith("| ") and " | 0.0" in line and "`" not in line]
+    assert kinds[0] == "| products | 1 | 0.04 | 0.04 | 62% |", kinds
+    assert "| copies | 0.5 | 0.02 | 0.02 | 31% |" in kinds
+    assert "| per-step buffer writes | 0.5 | 0.01 | 0.01 | 8% |" in kinds
+    assert "| other elementwise loops | 0.5 | 0.01 | 0.01 | 15% |" in kinds
+    assert "ThunkExecutor" not in text.split("| thread |")[0] and "Slinky" not in text.split("| thread |")[0]
+
+
+def test_kinds_follow_the_words_xla_names_its_kernels_with():
+    assert kind_of("nvjet_tst_128x256_64x4_2x1_v_bz_coopB_TNT") == "products"
+    assert kind_of("gemm_fusion_dot_12") == "products"
+    assert kind_of("ynn_fusion.26") == "products"
+    assert kind_of("copy_gather_fusion.2") == "gathers and scatters"
+    assert kind_of("add_transpose_fusion.8") == "transposes"
+    assert kind_of("loop_dynamic_update_slice_fusion_3") == "per-step buffer writes"
+    assert kind_of("bitcast_copy_fusion.1") == "copies"
+    assert kind_of("input_reduce_fusion") == "reductions"
+    assert kind_of("convert_multiply_fusion") == "other elementwise loops"
 
 
 def test_cpu_trace_falls_back_to_the_client_thread():
@@ -56,7 +103,7 @@ def test_cpu_trace_falls_back_to_the_client_thread():
         _span(1, 11, "dot", 2, 6),
     ]
     assert list(device_threads(thread_names(events)).values()) == ["/host:CPU tf_XLAPjRtCpuClient/123"]
-    assert "(60% of the window)" in summarize(events)
+    assert "(60% of the window," in summarize(events)
 
 
 def test_step_memory_accounts_for_every_byte_live_at_the_peak(tmp_path):
