@@ -39,7 +39,7 @@ from bench_train import CONFIGS, step_setup  # noqa: E402
 from common import machine, median_seconds, set_up_host_memory  # noqa: E402
 from suite import config_for  # noqa: E402
 
-from musicvae_jax import train  # noqa: E402
+from musicvae_jax import host_memory, train  # noqa: E402
 
 
 def thread_names(events: list[dict]) -> dict[tuple, str]:
@@ -180,9 +180,13 @@ def step_config(args: argparse.Namespace):
 
 
 def trace_cpu_ops() -> None:
-    """Has XLA's CPU runtime trace each op it runs (read when JAX makes its CPU client, so call it first)."""
+    """Has XLA's CPU runtime trace each op it runs, where JAX runs on the CPU alone.
+
+    Read when JAX makes its CPU client, so call it first. Left out where an
+    accelerator runs the step: its kernels are traced anyway.
+    """
     flag = "--xla_cpu_enable_xprof_traceme=true"
-    if flag not in os.environ.get("XLA_FLAGS", ""):
+    if host_memory.cpu_only() and flag not in os.environ.get("XLA_FLAGS", ""):
         os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
 
 

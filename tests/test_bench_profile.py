@@ -1,12 +1,13 @@
 """bench/profile_step.py's trace summary: which threads count as the device, and its busy time as a union."""
 
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from profile_step import device_threads, kind_of, summarize, thread_names  # noqa: E402
+from profile_step import device_threads, kind_of, summarize, thread_names, trace_cpu_ops  # noqa: E402
 
 
 def _meta(kind, pid, name, tid=0):
@@ -92,6 +93,18 @@ def test_kinds_follow_the_words_xla_names_its_kernels_with():
     assert kind_of("bitcast_copy_fusion.1") == "copies"
     assert kind_of("input_reduce_fusion") == "reductions"
     assert kind_of("convert_multiply_fusion") == "other elementwise loops"
+
+
+def test_op_tracing_is_set_once_and_only_where_jax_runs_on_the_cpu_alone(monkeypatch):
+    monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+    monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/tmp/x")
+    trace_cpu_ops()
+    trace_cpu_ops()
+    assert os.environ["XLA_FLAGS"] == "--xla_dump_to=/tmp/x --xla_cpu_enable_xprof_traceme=true"
+    monkeypatch.setenv("JAX_PLATFORMS", "cuda")
+    monkeypatch.delenv("XLA_FLAGS")
+    trace_cpu_ops()
+    assert "XLA_FLAGS" not in os.environ
 
 
 def test_cpu_trace_falls_back_to_the_client_thread():
