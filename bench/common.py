@@ -85,8 +85,7 @@ def prepare_torch_baseline(torch, device: str = "cpu") -> str:
 
 def set_up_host_memory() -> None:
     """Host memory as our entry points set it up (musicvae_jax/cli.py); bench scripts call it first thing."""
-    if host_memory.cpu_only():
-        host_memory.keep_freed_memory()
+    host_memory.set_up()
 
 
 def torch_allocator() -> str:

@@ -77,9 +77,9 @@ def run(
             fail(f"{_one_line(e)} (see --helpfull)")
 
     def set_up_then_main(argv: list[str]) -> None:
-        keep = flags.FLAGS.keep_freed_host_memory
-        if host_memory.cpu_only() if keep is None else keep:  # before JAX starts its threads
-            absl_logging.info("host memory: %s", host_memory.keep_freed_memory())
+        done = host_memory.set_up(flags.FLAGS.keep_freed_host_memory)  # before JAX starts its threads
+        if done:
+            absl_logging.info("host memory: %s", done)
         main(argv)
 
     absl_logging.get_absl_handler().addFilter(_ours_or_warning)

@@ -46,6 +46,13 @@ def keep_freed_memory(one_arena: bool = True) -> str:
     return "glibc malloc: its defaults (mallopt refused the settings)"
 
 
+def set_up(keep: bool | None = None) -> str | None:
+    """`keep_freed_memory` where `keep` says so, or by default where JAX runs on the CPU alone; its line, else None."""
+    if cpu_only() if keep is None else keep:
+        return keep_freed_memory()
+    return None
+
+
 def cpu_only() -> bool:
     """Whether JAX will run on its CPU alone, judged without starting it.
 
