@@ -1,7 +1,8 @@
-"""bench/profile_step.py's trace summary: which threads count as the device, and its busy time as a union."""
+"""bench/'s tools: profile_step's trace summary (device threads, busy time as one union), step_memory, compare_trees."""
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -134,3 +135,22 @@ def test_step_memory_accounts_for_every_byte_live_at_the_peak(tmp_path):
     assert total == peak_buffers(live)[0] > 0
     assert sum(row[0] for row in rows) == total
     assert not [row for row in rows if row[3] == "?"], "a buffer at the peak had no instruction in the HLO"
+
+
+def test_compare_trees_runs_each_trees_own_code(tmp_path):
+    """bench/compare_trees.sh times this checkout and a copy; a copy made to fail at import fails alone."""
+    root = Path(__file__).resolve().parents[1]
+    broken = tmp_path / "broken"
+    for package in ("musicvae_jax", "configs"):
+        shutil.copytree(root / package, broken / package, ignore=shutil.ignore_patterns("__pycache__"))
+    init = broken / "musicvae_jax" / "__init__.py"
+    init.write_text('raise RuntimeError("the broken tree")\n' + init.read_text())
+    runs = {"TREES": f". {broken}", "RUNS": "mel_2bar_small:32:float32:1", "SIZE": "tiny"}
+    env = dict(os.environ, OUT=str(tmp_path / "out"), **runs)
+    out = subprocess.run(
+        ["bash", str(root / "bench" / "compare_trees.sh")], env=env, capture_output=True, text=True, timeout=600
+    ).stdout
+    assert re.search(r"\| mel_2bar_small \| 32 \| float32 \| checkout \| step [\d.]+ s \(median of 1\) \|", out), out
+    assert "| mel_2bar_small | 32 | float32 | broken | failed |" in out, out
+    assert "the broken tree" in (tmp_path / "out" / "compare.log").read_text()
+    assert "mel_2bar_small tiny, batch 32" in (tmp_path / "out" / "profiles.md").read_text()

@@ -209,22 +209,29 @@ class LSTMStackWeights(nn.Module):
         return weights
 
 
-def _activations(gates: jax.Array, axis: int = -1) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-    """(i, g, f, o) = (sigmoid, tanh, sigmoid, sigmoid) of the four gate pre-activations along `axis`.
+def _squashed(gates: jax.Array, axis: int = -1) -> jax.Array:
+    """tanh of the four gate pre-activations (i, g, f, o) along `axis`, those of the sigmoid gates halved first.
 
-    As one tanh over the whole [..., 4H] array, with sigmoid(x) =
-    (1 + tanh(x / 2)) / 2: one elementwise pass on XLA's CPU backend instead
-    of four slices with their own functions (BENCHMARKS.md).
+    sigmoid(x) = (1 + tanh(x / 2)) / 2, so this one tanh over the whole
+    [..., 4H] array gives every gate (`_gate_values`): one elementwise pass
+    on XLA's CPU backend instead of four slices with their own functions,
+    and on accelerators one array, not four, for the sequence pass to keep
+    for its backward pass (`keeps_squashed_gates`; BENCHMARKS.md).
     """
     hidden = gates.shape[axis] // 4
     half, one = jnp.full((hidden,), 0.5, gates.dtype), jnp.ones((hidden,), gates.dtype)
     scale = jnp.concatenate([half, one, half, half]).reshape([-1] + [1] * (gates.ndim - 1 - axis % gates.ndim))
-    i, g, f, o = jnp.split(jnp.tanh(gates * scale), 4, axis=axis)
+    return jnp.tanh(gates * scale)
+
+
+def _gate_values(squashed: jax.Array, axis: int = -1) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """(i, g, f, o) = (sigmoid, tanh, sigmoid, sigmoid) of the gate pre-activations, from their `_squashed` form."""
+    i, g, f, o = jnp.split(squashed, 4, axis=axis)
     return 0.5 * i + 0.5, g, 0.5 * f + 0.5, 0.5 * o + 0.5
 
 
 def _gates_to_carry(gates: jax.Array, c: jax.Array) -> Carry:
-    i, g, f, o = _activations(gates)
+    i, g, f, o = _gate_values(_squashed(gates))
     c = f * c + i * g
     return c, o * jnp.tanh(c)
 
@@ -413,6 +420,17 @@ def _made_after(x: jax.Array, anchor: jax.Array) -> jax.Array:
     return x + (0 * anchor.reshape(-1)[0]).astype(x.dtype)
 
 
+def keeps_squashed_gates() -> bool:
+    """Whether the sequence pass keeps each step's gates as their one `_squashed` array, in the products' dtype.
+
+    So it does on accelerators: three writes a step instead of six, and in
+    bfloat16 a third fewer bytes (on an H200 the bfloat16 step 7% faster).
+    On XLA's CPU it keeps the four gate values in float32: trio_16bar_hier's
+    step was 7% slower the other way there (BENCHMARKS.md).
+    """
+    return jax.default_backend() != "cpu"
+
+
 def _sequence_forward(unroll, w_h, projected, c0, h0):
     """The recurrence over projected [T, 4H, B] -> (h, c) at every step, [T, H, B]; also what the backward pass needs.
 
@@ -421,24 +439,31 @@ def _sequence_forward(unroll, w_h, projected, c0, h0):
     matmul is up to 2.8x faster with the weights on the left (bench_layout.py).
     The loop writes its outputs into buffers made from `projected`, so that
     they exist from this layer on (as a scan's stacked outputs, XLA made
-    every layer's at the start of the step; BENCHMARKS.md).
+    every layer's at the start of the step; BENCHMARKS.md). The gates go
+    into one buffer or four (`keeps_squashed_gates`).
     """
     steps, hidden, batch = projected.shape[0], w_h.shape[1], projected.shape[2]
-    buffers = (_made_after(jnp.zeros((steps, hidden, batch), jnp.float32), projected),) * 6  # h, c, i, g, f, o
+    squashed_kept = keeps_squashed_gates()
+    state = _made_after(jnp.zeros((steps, hidden, batch), jnp.float32), projected)
+    if squashed_kept:
+        gate_buffers = (_made_after(jnp.zeros((steps, 4 * hidden, batch), w_h.dtype), projected),)
+    else:
+        gate_buffers = (state,) * 4
 
     def body(carry, scanned):
         (c, h), buffers = carry
         t, x_proj = scanned
         gates = x_proj + jnp.matmul(w_h, h.astype(w_h.dtype), preferred_element_type=jnp.float32)
-        i, g, f, o = _activations(gates, axis=0)
+        squashed = _squashed(gates, axis=0)
+        i, g, f, o = _gate_values(squashed, axis=0)
         c = f * c + i * g
         h = o * jnp.tanh(c)
-        values = (h, c, i, g, f, o)
+        values = (h, c, *((squashed.astype(w_h.dtype),) if squashed_kept else (i, g, f, o)))
         buffers = tuple(jax.lax.dynamic_update_index_in_dim(b, v, t, 0) for b, v in zip(buffers, values, strict=True))
         return ((c, h), buffers), None
 
     (_, (hs, cs, *gates)), _ = jax.lax.scan(
-        body, ((c0.T, h0.T), buffers), (jnp.arange(steps), projected), unroll=unroll
+        body, ((c0.T, h0.T), (state, state, *gate_buffers)), (jnp.arange(steps), projected), unroll=unroll
     )
     return (hs, cs), tuple(gates)
 
@@ -461,38 +486,42 @@ def _sequence_layer_fwd(unroll, w_h, projected, c0, h0):
 
 
 def _sequence_layer_bwd(unroll, residuals, cotangents):
-    w_h, c0, h0, hs, cs, (i, g, f, o) = residuals  # hs, cs, gates feature-major [T, H, B]
+    w_h, c0, h0, hs, cs, gates_kept = residuals  # feature-major: [T, H, B] each, or the squashed gates [T, 4H, B]
     d_hs, d_cs = (_batch_major(d) for d in cotangents)
     c_prev = jnp.concatenate([c0.T[None], cs[:-1]])
     h_prev = jnp.concatenate([h0.T[None], hs[:-1]])
     steps, hidden, batch = hs.shape
     # W_h^T [H, 4H], so that each step's matmul again has the weights on the
-    # left, and the buffer the loop writes every step's gate gradients into.
-    # Both are made after the cotangents (left to itself, XLA made them at the
-    # start of the step and held them through the forward pass; BENCHMARKS.md).
+    # left, and the buffer the loop writes every step's gate gradients into
+    # (with the gates squashed, in w_h's dtype, which the products that read
+    # them take). Both are made after the cotangents (left to itself, XLA
+    # made them at the start of the step and held them through the forward
+    # pass; BENCHMARKS.md).
     w_h_t = _made_after(w_h, d_hs).T
-    d_gates = _made_after(jnp.zeros((steps, 4 * hidden, batch), jnp.float32), d_hs)
+    gradient_dtype = w_h.dtype if len(gates_kept) == 1 else jnp.float32
+    d_gates = _made_after(jnp.zeros((steps, 4 * hidden, batch), gradient_dtype), d_hs)
 
     def body(carry, scanned):
         dc_next, dh_next, d_gates = carry
-        t, d_h, d_c, i, g, f, o, c_prev, c = scanned
+        t, d_h, d_c, c_prev, c, *kept = scanned
+        i, g, f, o = _gate_values(kept[0].astype(jnp.float32), axis=0) if len(kept) == 1 else kept
         dh = dh_next + d_h
         tanh_c = jnp.tanh(c)
         dc = dc_next + d_c + dh * o * (1 - tanh_c**2)
         gates = jnp.concatenate(
             [dc * g * i * (1 - i), dc * i * (1 - g**2), dc * c_prev * f * (1 - f), dh * tanh_c * o * (1 - o)],
             axis=0,
-        )
+        ).astype(gradient_dtype)
         dh_prev = jnp.matmul(w_h_t, gates.astype(w_h.dtype), preferred_element_type=jnp.float32)
         return (dc * f, dh_prev, jax.lax.dynamic_update_index_in_dim(d_gates, gates, t, 0)), None
 
     zeros = jnp.zeros_like(c0.T)
-    scanned = (jnp.arange(steps), d_hs, d_cs, i, g, f, o, c_prev, cs)
+    scanned = (jnp.arange(steps), d_hs, d_cs, c_prev, cs, *gates_kept)
     (dc0, dh0, d_gates), _ = jax.lax.scan(body, (zeros, zeros, d_gates), scanned, reverse=True, unroll=unroll)
     # The weight gradient once over all steps: [4H, T*B] @ [T*B, H]. The input
     # projection's gradient is d_gates itself; autodiff takes it from there.
     d_w_h = low_precision_product("tgb,thb->gh", d_gates.astype(w_h.dtype), h_prev.astype(w_h.dtype))
-    return d_w_h.astype(w_h.dtype), d_gates, dc0.T, dh0.T
+    return d_w_h.astype(w_h.dtype), d_gates.astype(jnp.float32), dc0.T, dh0.T
 
 
 _sequence_layer.defvjp(_sequence_layer_fwd, _sequence_layer_bwd)
