@@ -24,11 +24,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train import CONFIGS, random_batch, time_config  # noqa: E402
-from common import machine, median_seconds, set_up_host_memory, torch_caller, torch_setup  # noqa: E402
+from common import machine, median_seconds, torch_caller, torch_setup  # noqa: E402
 from flops import lstm_flops, train_step_flops  # noqa: E402
 from suite import SIXTEEN_BAR, config_for, time_torch  # noqa: E402
 
-from musicvae_jax import train  # noqa: E402
+from musicvae_jax import host_memory, train  # noqa: E402
 from musicvae_jax.models.encoder import BidirectionalEncoder  # noqa: E402
 from musicvae_jax.models.vae import ModelSpec, encoder_projection  # noqa: E402
 
@@ -74,7 +74,7 @@ def torch_seconds(spec: ModelSpec, inputs: np.ndarray, steps: int) -> float:
 
 
 def main() -> None:
-    set_up_host_memory()  # before JAX starts its threads
+    host_memory.set_up()  # before JAX starts its threads
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="drums_2bar_small,mel_2bar_small,mel_2bar_big,mel_16bar_hier,trio_16bar_hier")
     parser.add_argument("--size", choices=("real", "tiny"), default="real")

@@ -24,7 +24,9 @@ import jax
 import jax.numpy as jnp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, median_seconds, set_up_host_memory  # noqa: E402
+from common import machine, median_seconds  # noqa: E402
+
+from musicvae_jax import host_memory  # noqa: E402
 
 SHAPES = ((4, 2048), (32, 256), (32, 512), (32, 1024), (32, 2048), (128, 1024), (128, 2048), (512, 512))
 STEPS = 16
@@ -60,7 +62,7 @@ def variants(hidden: int):
 
 
 def main() -> None:
-    set_up_host_memory()  # before JAX starts its threads
+    host_memory.set_up()  # before JAX starts its threads
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="of the weights")
     dtype = jnp.dtype(parser.parse_args().dtype)

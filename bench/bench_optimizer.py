@@ -24,10 +24,10 @@ import optax
 from flax.training import train_state
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, median_seconds, set_up_host_memory  # noqa: E402
+from common import machine, median_seconds  # noqa: E402
 from suite import config_for  # noqa: E402
 
-from musicvae_jax import objectives, train  # noqa: E402
+from musicvae_jax import host_memory, objectives, train  # noqa: E402
 
 
 def transforms(spec: train.TrainSpec) -> dict[str, optax.GradientTransformation]:
@@ -85,7 +85,7 @@ def rows(name: str, steps: int, rounds: int):
 
 
 def main():
-    set_up_host_memory()  # before JAX starts its threads
+    host_memory.set_up()  # before JAX starts its threads
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", default="mel_2bar_big,mel_16bar_hier,trio_16bar_hier")
     parser.add_argument("--steps", type=int, default=7)

@@ -20,9 +20,9 @@ import jax
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train import CONFIGS, random_batch  # noqa: E402
-from common import machine, set_up_host_memory  # noqa: E402
+from common import machine  # noqa: E402
 
-from musicvae_jax import train  # noqa: E402
+from musicvae_jax import host_memory, train  # noqa: E402
 from musicvae_jax.models.vae import MusicVAE  # noqa: E402
 
 
@@ -58,7 +58,7 @@ def encode_seconds(config, num: int = 32, repeats: int = 3) -> tuple[float, floa
 
 
 def main() -> None:
-    set_up_host_memory()  # before JAX starts its threads
+    host_memory.set_up()  # before JAX starts its threads
     parser = argparse.ArgumentParser()
     parser.add_argument("--num", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)

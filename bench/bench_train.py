@@ -25,11 +25,11 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, median_seconds, set_up_host_memory  # noqa: E402
+from common import machine, median_seconds  # noqa: E402
 from flops import train_step_flops  # noqa: E402
 
 from configs import drums_2bar, groovae, mel_2bar, mel_16bar, trio  # noqa: E402
-from musicvae_jax import train  # noqa: E402
+from musicvae_jax import host_memory, train  # noqa: E402
 from musicvae_jax.models.vae import MusicVAE  # noqa: E402
 from musicvae_jax.representations import get_representation  # noqa: E402
 
@@ -103,7 +103,7 @@ def time_config(config, steps: int) -> dict:
 
 
 def main() -> None:
-    set_up_host_memory()  # before JAX starts its threads
+    host_memory.set_up()  # before JAX starts its threads
     parser = argparse.ArgumentParser()
     parser.add_argument("--only", default="", help="comma-separated NAME or NAME:tiny")
     parser.add_argument("--steps", type=int, default=5)

@@ -83,11 +83,6 @@ def prepare_torch_baseline(torch, device: str = "cpu") -> str:
     return f"{torch.get_num_threads()} threads, denormals flushed, {torch_allocator()}"
 
 
-def set_up_host_memory() -> None:
-    """Host memory as our entry points set it up (musicvae_jax/cli.py); bench scripts call it first thing."""
-    host_memory.set_up()
-
-
 def torch_allocator() -> str:
     """glibc set up to reuse freed blocks, each thread keeping its arena (`host_memory.keep_freed_memory`).
 

@@ -36,7 +36,7 @@ import jax
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train import CONFIGS, step_setup  # noqa: E402
-from common import machine, median_seconds, set_up_host_memory  # noqa: E402
+from common import machine, median_seconds  # noqa: E402
 from suite import config_for  # noqa: E402
 
 from musicvae_jax import host_memory, train  # noqa: E402
@@ -191,7 +191,7 @@ def trace_cpu_ops() -> None:
 
 
 def main() -> None:
-    set_up_host_memory()  # before JAX starts its threads
+    host_memory.set_up()  # before JAX starts its threads
     trace_cpu_ops()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_step_arguments(parser)

@@ -45,13 +45,12 @@ from common import (  # noqa: E402
     GROOVE_DIR,
     machine,
     median_seconds,
-    set_up_host_memory,
     torch_caller,
     torch_device,
     torch_setup,
 )
 
-from musicvae_jax import train  # noqa: E402
+from musicvae_jax import host_memory, train  # noqa: E402
 from musicvae_jax.convert import convert  # noqa: E402
 from musicvae_jax.demo_corpus import write_demo_corpus  # noqa: E402
 from musicvae_jax.representations.drums import drum_roll  # noqa: E402
@@ -200,7 +199,7 @@ def markdown(results: dict) -> str:
 
 
 def main() -> None:
-    set_up_host_memory()  # before JAX starts its threads
+    host_memory.set_up()  # before JAX starts its threads
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="", help="comma-separated config names (default: all)")
     parser.add_argument("--sizes", default="real,tiny")
