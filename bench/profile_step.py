@@ -191,7 +191,9 @@ def trace_cpu_ops() -> None:
 
 
 def main() -> None:
-    host_memory.set_up()  # before JAX starts its threads
+    # JAX's default dispatch: XLA's ops then run on its worker threads, the ones this script sums (synchronous,
+    # the calling thread runs some of them).
+    host_memory.set_up(synchronous=False)  # before JAX starts its threads
     trace_cpu_ops()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_step_arguments(parser)

@@ -158,6 +158,8 @@ def markdown(results: dict) -> str:
         f"In-process matmul ({results['matmul']}): JAX {results['jax_matmul_gflops']:.0f} GFLOP/s"
         + (f", PyTorch {results['torch_matmul_gflops']:.0f} GFLOP/s." if "torch_matmul_gflops" in results else "."),
     ]
+    if "jax_setup" in results:
+        lines.append(f"Ours: {results['jax_setup']}.")
     if "torch_setup" in results:
         lines.append(f"PyTorch: {results['torch_setup']}.")
     if "jax_bf16_matmul_gflops" in results:
@@ -199,7 +201,6 @@ def markdown(results: dict) -> str:
 
 
 def main() -> None:
-    host_memory.set_up()  # before JAX starts its threads
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="", help="comma-separated config names (default: all)")
     parser.add_argument("--sizes", default="real,tiny")
@@ -215,7 +216,14 @@ def main() -> None:
     parser.add_argument(
         "--precision", choices=("float32", "bfloat16"), default="float32", help="both frameworks' matmul precision"
     )
+    parser.add_argument(
+        "--asynchronous_cpu_dispatch",
+        action="store_true",
+        help="JAX's default CPU dispatch, not the entry points' synchronous one (musicvae_jax/host_memory.py)",
+    )
     args = parser.parse_args()
+    # Before JAX starts its threads and its CPU client, as the entry points do it.
+    our_setup = host_memory.set_up(synchronous=False if args.asynchronous_cpu_dispatch else None)
     names = [n for n in args.only.split(",") if n] or list(CONFIGS)
     unknown = set(names) - set(CONFIGS)
     if unknown:
@@ -231,6 +239,7 @@ def main() -> None:
         "matmul": matmul,
         "jax_matmul_gflops": peak / 1e9,
         "precision": args.precision,
+        "jax_setup": our_setup or "JAX's defaults",
         "train": [],
         "input": [],
         "sample": [],

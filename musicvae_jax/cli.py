@@ -5,8 +5,9 @@ and parsed; a misspelt key or a bad variant would otherwise end in a long
 traceback. Here each ends in one line naming the flag, and exit status 2.
 Libraries' INFO log lines are dropped (their warnings are kept), so a run's
 output is our progress lines. Before main runs on a CPU, host memory is set
-up to be reused from step to step (`host_memory`;
-`--[no]keep_freed_host_memory` decides where the guess would not).
+up to be reused from step to step and JAX's CPU dispatch is made
+synchronous (`host_memory`; `--[no]keep_freed_host_memory` and
+`--[no]synchronous_cpu_dispatch` decide where the guess would not).
 """
 
 from __future__ import annotations
@@ -65,6 +66,13 @@ def run(
         "temporaries; resident memory stays at its peak. Default: on where JAX runs on the CPU alone.",
     )
 
+    flags.DEFINE_bool(
+        "synchronous_cpu_dispatch",
+        None,
+        "Run each CPU computation to its end before the call returns: a step's temporaries are freed before the "
+        "next step asks for its own (BENCHMARKS.md). Default: on where JAX runs on the CPU alone.",
+    )
+
     def parse(argv: list[str]) -> list[str]:
         try:
             rest = flags.FLAGS(argv)
@@ -77,7 +85,9 @@ def run(
             fail(f"{_one_line(e)} (see --helpfull)")
 
     def set_up_then_main(argv: list[str]) -> None:
-        done = host_memory.set_up(flags.FLAGS.keep_freed_host_memory)  # before JAX starts its threads
+        done = host_memory.set_up(  # before JAX starts its threads and its CPU client
+            flags.FLAGS.keep_freed_host_memory, flags.FLAGS.synchronous_cpu_dispatch
+        )
         if done:
             absl_logging.info("host memory: %s", done)
         main(argv)

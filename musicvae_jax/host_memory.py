@@ -11,6 +11,12 @@ starts its threads (before the first computation). It is for CPU runs:
 on accelerators the steps' temporaries live on the device, and in a
 process where JAX runs, one arena slowed the in-process Grain loader by
 a fifth to a third (BENCHMARKS.md).
+
+Dispatch is made synchronous on the CPU too (`synchronous_cpu_dispatch`):
+queued one after another, a step asks for its temporaries block before the
+step before it has handed its block back, and glibc grows the heap for it:
+the trio's 1.1-GiB block cost some steps 300,000 page faults and a second
+(BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -46,11 +52,28 @@ def keep_freed_memory(one_arena: bool = True) -> str:
     return "glibc malloc: its defaults (mallopt refused the settings)"
 
 
-def set_up(keep: bool | None = None) -> str | None:
-    """`keep_freed_memory` where `keep` says so, or by default where JAX runs on the CPU alone; its line, else None."""
+def synchronous_cpu_dispatch() -> str:
+    """Has JAX's CPU client run each single-device computation to its end before the call returns.
+
+    JAX reads the setting when it makes its CPU client, so this runs before
+    the first computation; computations over several devices stay
+    asynchronous (JAX applies it to single-device ones only).
+    """
+    import jax
+
+    jax.config.update("jax_cpu_enable_async_dispatch", False)
+    return "CPU dispatch synchronous"
+
+
+def set_up(keep: bool | None = None, synchronous: bool | None = None) -> str | None:
+    """`keep_freed_memory` and `synchronous_cpu_dispatch` where their arguments say so, or by default where JAX
+    runs on the CPU alone; what was done in one line, else None."""
+    done = []
     if cpu_only() if keep is None else keep:
-        return keep_freed_memory()
-    return None
+        done.append(keep_freed_memory())
+    if cpu_only() if synchronous is None else synchronous:
+        done.append(synchronous_cpu_dispatch())
+    return "; ".join(done) or None
 
 
 def cpu_only() -> bool:

@@ -145,7 +145,7 @@ def test_compare_trees_runs_each_trees_own_code(tmp_path):
         shutil.copytree(root / package, broken / package, ignore=shutil.ignore_patterns("__pycache__"))
     init = broken / "musicvae_jax" / "__init__.py"
     init.write_text('raise RuntimeError("the broken tree")\n' + init.read_text())
-    runs = {"TREES": f". {broken}", "RUNS": "mel_2bar_small:32:float32:1", "SIZE": "tiny"}
+    runs = {"TREES": f". {broken}", "RUNS": "mel_2bar_small:32:float32:1", "SIZE": "tiny", "RUN_LIMIT": "300"}
     env = dict(os.environ, OUT=str(tmp_path / "out"), **runs)
     out = subprocess.run(
         ["bash", str(root / "bench" / "compare_trees.sh")], env=env, capture_output=True, text=True, timeout=600

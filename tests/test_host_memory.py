@@ -1,5 +1,7 @@
-"""host_memory: with glibc set up before JAX starts, a computation's temporaries stop being mapped afresh per call."""
+"""host_memory: with glibc set up before JAX starts, a computation's temporaries stop being mapped afresh per call;
+with synchronous CPU dispatch, a call returns with its computation done."""
 
+import os
 import subprocess
 import sys
 
@@ -39,6 +41,33 @@ def test_freed_host_memory_is_reused_from_call_to_call():
     # 64 MB in 4 KB pages is 16,384 faults when the temporary is mapped afresh: every call, by default.
     assert default > 8000, default
     assert kept < default / 10, (kept, default)
+
+
+# Whether a computation of ~0.1-0.5 s on the CPU is done when the call that dispatched it returns.
+DONE_ON_RETURN = """
+import sys
+from musicvae_jax import host_memory
+if sys.argv[1] == "sync":
+    print(host_memory.synchronous_cpu_dispatch(), file=sys.stderr)
+import jax, jax.numpy as jnp
+x = jnp.ones((1024, 1024)) / 1024
+f = jax.jit(lambda x: jax.lax.fori_loop(0, 32, lambda i, y: jnp.tanh(y @ x), x))
+f(x).block_until_ready()
+print(f(x).is_ready())
+"""
+
+
+def done_on_return(mode: str) -> bool:
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    result = subprocess.run(
+        [sys.executable, "-c", DONE_ON_RETURN, mode], capture_output=True, text=True, check=True, env=env
+    )
+    return result.stdout.strip().splitlines()[-1] == "True"
+
+
+def test_synchronous_cpu_dispatch_returns_with_the_computation_done():
+    assert done_on_return("sync")
+    assert not done_on_return("default")  # JAX's default: the call returns while the CPU still computes
 
 
 def test_cpu_only_follows_jax_platforms_before_installed_plugins(monkeypatch):

@@ -74,12 +74,17 @@ def test_bad_config_fails_at_start_in_one_line(tmp_path, args, message):
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc settings")
 def test_host_memory_is_set_up_before_main_on_a_cpu_unless_turned_off(tmp_path):
-    """Entry points keep freed host memory where JAX runs on the CPU alone (musicvae_jax/host_memory.py)."""
+    """Entry points keep freed host memory and dispatch synchronously where JAX runs on the CPU alone
+    (musicvae_jax/host_memory.py)."""
     bad = "--config.batch_size=0"  # stops in main, after the set-up
     on = run_main(f"--workdir={tmp_path}", bad)
-    off = run_main(f"--workdir={tmp_path}", bad, "--nokeep_freed_host_memory")
-    assert on.returncode == off.returncode == 2
+    no_keep = run_main(f"--workdir={tmp_path}", bad, "--nokeep_freed_host_memory")
+    off = run_main(f"--workdir={tmp_path}", bad, "--nokeep_freed_host_memory", "--nosynchronous_cpu_dispatch")
+    assert on.returncode == no_keep.returncode == off.returncode == 2
     assert ("host memory: glibc malloc: one arena, freed memory kept" in on.stderr) == host_memory.cpu_only()
+    assert ("CPU dispatch synchronous" in on.stderr) == host_memory.cpu_only()
+    assert "glibc" not in no_keep.stderr
+    assert ("host memory: CPU dispatch synchronous" in no_keep.stderr) == host_memory.cpu_only()
     assert "host memory" not in off.stderr
     assert not (tmp_path / "demo_midi").exists()  # nothing ran
 
