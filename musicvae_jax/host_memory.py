@@ -68,10 +68,11 @@ def synchronous_cpu_dispatch() -> str:
 def set_up(keep: bool | None = None, synchronous: bool | None = None) -> str | None:
     """`keep_freed_memory` and `synchronous_cpu_dispatch` where their arguments say so, or by default where JAX
     runs on the CPU alone; what was done in one line, else None."""
+    on_cpu = cpu_only() if None in (keep, synchronous) else False  # looks the plugins up once
     done = []
-    if cpu_only() if keep is None else keep:
+    if on_cpu if keep is None else keep:
         done.append(keep_freed_memory())
-    if cpu_only() if synchronous is None else synchronous:
+    if on_cpu if synchronous is None else synchronous:
         done.append(synchronous_cpu_dispatch())
     return "; ".join(done) or None
 
