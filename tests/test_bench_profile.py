@@ -1,4 +1,5 @@
-"""bench/'s tools: profile_step's trace summary (device threads, busy time as one union), step_memory, compare_trees."""
+"""bench/'s tools: profile_step's trace summary (device threads, busy time as one union), step_memory, compare_trees,
+the machine's name in the tables."""
 
 import os
 import re
@@ -8,6 +9,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from common import cpu_name  # noqa: E402
 from profile_step import device_threads, kind_of, summarize, thread_names, trace_cpu_ops  # noqa: E402
 
 
@@ -154,3 +156,17 @@ def test_compare_trees_runs_each_trees_own_code(tmp_path):
     assert "| mel_2bar_small | 32 | float32 | broken | failed |" in out, out
     assert "the broken tree" in (tmp_path / "out" / "compare.log").read_text()
     assert "mel_2bar_small tiny, batch 32" in (tmp_path / "out" / "profiles.md").read_text()
+
+
+def _cpuinfo(model: str, flags: str) -> str:
+    block = f"processor\t: {{}}\nvendor_id\t: AuthenticAMD\ncpu family\t: {model[0]}\nmodel\t\t: {model[1]}\n"
+    block += f"model name\t: AMD EPYC\nflags\t\t: {flags}\n\n"
+    return block.format(0) + block.format(1)
+
+
+def test_the_cpu_name_tells_generations_with_one_model_name_apart():
+    assert cpu_name(_cpuinfo(("25", "1"), "fpu sse2 avx avx2 fma")) == "AMD EPYC (family 25, model 1; AVX2)"
+    assert cpu_name(_cpuinfo(("25", "17"), "avx2 avx512f avx512_bf16")) == "AMD EPYC (family 25, model 17; AVX-512)"
+    assert cpu_name(_cpuinfo(("23", "49"), "sse2")) == "AMD EPYC (family 23, model 49)"
+    assert cpu_name("processor\t: 0\nmodel name\t: Neoverse-N1\n") == "Neoverse-N1"  # no family line (ARM)
+    assert cpu_name("processor\t: 0\nBogoMIPS\t: 50.00\n") == ""
