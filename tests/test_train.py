@@ -286,3 +286,13 @@ def test_a_step_too_big_for_the_device_memory_stops_at_start_up_naming_the_batch
     with pytest.raises(ValueError, match=r"lower config.batch_size .*GPU \(XLA_PYTHON_CLIENT_MEM_FRACTION"):
         parallel.check_step_fits(memory, need - 1, 8, mesh, "gpu")
     assert parallel.device_bytes_limit() is None  # this CPU's devices report no limit
+
+
+def test_bfloat16_is_flagged_as_slow_only_on_cpus_without_bfloat16_dots():
+    zen3 = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n"
+    sapphire_rapids = "processor\t: 0\nflags\t\t: avx2 avx512f avx512_bf16 amx_bf16\n"
+    graviton3 = "processor\t: 0\nFeatures\t: fp asimd sve bf16 i8mm\n"
+    assert train.lacks_bfloat16_dots(zen3)
+    assert not train.lacks_bfloat16_dots(sapphire_rapids)
+    assert not train.lacks_bfloat16_dots(graviton3)
+    assert not train.lacks_bfloat16_dots("processor\t: 0\n")  # nothing listed: no advice
