@@ -60,8 +60,16 @@ class Generator:
         self._decode = jax.jit(lambda p, z, rng, t: model.apply({"params": p}, z, rng, t, method=MusicVAE.decode))
 
     @classmethod
-    def restore(cls, workdir: str | Path | None = None, checkpoint: str | Path | None = None) -> Generator:
-        """From the latest checkpoint of a workdir, or from one checkpoint folder (…/checkpoints/STEP)."""
+    def restore(
+        cls, workdir: str | Path | None = None, checkpoint: str | Path | None = None, compute_dtype: str | None = None
+    ) -> Generator:
+        """From the latest checkpoint of a workdir, or from one checkpoint folder (…/checkpoints/STEP).
+
+        `compute_dtype` ('float32' or 'bfloat16') overrides the matmul precision
+        the model trained with: parameters are float32 either way, so a model
+        trained in bfloat16 on a GPU can sample in float32 on a CPU that has no
+        bfloat16 dot instructions (where bfloat16 is the slower).
+        """
         if checkpoint is not None:
             checkpoint = Path(checkpoint)
             if not checkpoint.name.isdigit() or checkpoint.parent.name != "checkpoints":
@@ -75,7 +83,10 @@ class Generator:
             if step is None or step not in manager.all_steps():
                 raise FileNotFoundError(f"no checkpoint {'' if step is None else f'{step} '}in {manager.directory}")
             config = ConfigDict(checkpoints.restore_config(manager, step))
+            if compute_dtype is not None:
+                config.model.compute_dtype = compute_dtype
             train.validate_config(config)
+            train.warn_if_precision_is_slow_here(config)
             spec, tspec = train.model_spec(config), train.TrainSpec.from_config(config)
             like = train.create_state(spec, tspec, jax.random.key(0))
             try:
@@ -227,6 +238,9 @@ def define_checkpoint_flags() -> None:
 
     flags.DEFINE_string("workdir", None, "Training workdir; its latest checkpoint is used.")
     flags.DEFINE_string("checkpoint", None, "One checkpoint folder, WORKDIR/checkpoints/STEP.")
+    flags.DEFINE_enum(
+        "compute_dtype", None, ("float32", "bfloat16"), "Matmul precision for this run (default: as trained)."
+    )
 
 
 def restore_from_flags(argv: Sequence[str]) -> tuple[Generator, Path]:
@@ -241,7 +255,7 @@ def restore_from_flags(argv: Sequence[str]) -> tuple[Generator, Path]:
     if FLAGS.workdir is None and FLAGS.checkpoint is None:
         fail("give --workdir or --checkpoint")
     try:
-        generator = Generator.restore(FLAGS.workdir, FLAGS.checkpoint)
+        generator = Generator.restore(FLAGS.workdir, FLAGS.checkpoint, FLAGS.compute_dtype)
     except (ValueError, FileNotFoundError) as e:
         fail(str(e))
     return generator, Path(FLAGS.workdir) if FLAGS.workdir else Path(FLAGS.checkpoint).parent.parent

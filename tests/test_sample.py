@@ -111,6 +111,20 @@ def test_long_jobs_run_in_chunks_with_the_same_results(drums_run, capsys):
     assert "encoding" in capsys.readouterr().err  # a progress bar for the long job
 
 
+def test_a_checkpoint_samples_in_the_precision_asked_for(drums_run):
+    import jax
+
+    trained = Generator.restore(drums_run)
+    mixed = Generator.restore(drums_run, compute_dtype="bfloat16")
+    assert (trained.spec.compute_dtype, mixed.spec.compute_dtype) == ("float32", "bfloat16")
+    assert all(jax.tree.leaves(jax.tree.map(lambda a, b: bool((a == b).all()), trained.params, mixed.params)))
+    z = np.random.default_rng(0).normal(size=(2, trained.spec.z_size)).astype(np.float32)
+    exact, rounded = (np.asarray(g._decode(g.params, z, jax.random.key(0), 1e-6)) for g in (trained, mixed))
+    assert exact.shape == rounded.shape
+    with pytest.raises(ValueError, match="config.model.compute_dtype"):
+        Generator.restore(drums_run, compute_dtype="float16")
+
+
 def test_slerp_keeps_the_ends_and_the_norm_of_equal_vectors():
     a, b = np.array([1.0, 0.0]), np.array([0.0, 1.0])
     np.testing.assert_allclose(slerp(a, b, 0.0), a)
@@ -129,6 +143,7 @@ def test_cli_errors_are_one_line(drums_run, tmp_path):
     cases = [
         ([f"--workdir={empty}"], "no checkpoint"),
         ([f"--workdir={drums_run}", "--mode=wiggle"], "--mode"),
+        ([f"--workdir={drums_run}", "--compute_dtype=float16"], "--compute_dtype"),
         ([f"--workdir={drums_run}", "--mode=reconstruct"], "exactly one --input"),
         ([f"--checkpoint={drums_run}"], "expected a folder WORKDIR/checkpoints/STEP"),
     ]
@@ -143,7 +158,7 @@ def test_cli_errors_are_one_line(drums_run, tmp_path):
         result = sample(*args)
         assert result.returncode != 0 and message in result.stderr, (args, result.stderr)
         assert "Traceback" not in result.stderr
-    ok = sample(f"--workdir={drums_run}", "--num=2", f"--output={tmp_path / 'out'}")
+    ok = sample(f"--workdir={drums_run}", "--num=2", "--compute_dtype=bfloat16", f"--output={tmp_path / 'out'}")
     assert ok.returncode == 0, ok.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "index.html",
