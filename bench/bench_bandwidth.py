@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, median_seconds  # noqa: E402
+from common import jitted_seconds, machine, median_seconds  # noqa: E402
 
 from musicvae_jax import host_memory  # noqa: E402
 
@@ -47,11 +47,6 @@ def two_direction_loop(w1: jax.Array, w2: jax.Array, h: jax.Array) -> jax.Array:
 
     a, b = jax.lax.scan(step, (h, h), None, length=STEPS)[0]
     return a.sum() + b.sum()
-
-
-def _timed(fn, *args, repeats: int = 7) -> float:
-    fn = jax.jit(fn)
-    return median_seconds(lambda: jax.block_until_ready(fn(*args)), repeats, warmup=1)
 
 
 def _on_two_threads(f, f_args, g, g_args, repeats: int = 5) -> float:
@@ -84,23 +79,23 @@ def main() -> None:
     big = jnp.ones((64 * 1024 * 1024,), jnp.float32)
     print(f"machine: {machine()}, jax {jax.__version__}, backend {jax.default_backend()}; batch {batch}")
 
-    read = _timed(jnp.sum, big)
+    read = jitted_seconds(jnp.sum, big)
     print(f"read bandwidth (sum of {big.nbytes / 2**20:.0f} MiB): {big.nbytes / read / 1e9:.1f} GB/s")
-    one = _timed(product_loop, w1, h)
+    one = jitted_seconds(product_loop, w1, h)
     per_product = one / STEPS
     rate = w1.nbytes / per_product / 1e9
     print(f"per-step product in a {STEPS}-step loop: {per_product * 1e3:.2f} ms, {rate:.1f} GB/s of weights")
-    matmul = _timed(lambda a, b: (a @ b).sum(), a, b)
+    matmul = jitted_seconds(lambda a, b: (a @ b).sum(), a, b)
     rows = [
         (
             "two directions, one loop after the other",
-            _timed(lambda w1, w2, h: product_loop(w1, h) + product_loop(w2, h), w1, w2, h),
+            jitted_seconds(lambda w1, w2, h: product_loop(w1, h) + product_loop(w2, h), w1, w2, h),
             2 * one,
         ),
-        ("two directions, both products in one loop", _timed(two_direction_loop, w1, w2, h), 2 * one),
+        ("two directions, both products in one loop", jitted_seconds(two_direction_loop, w1, w2, h), 2 * one),
         (
             "the loop and a [1024, 4096] x [4096, 8192] matmul in one program",
-            _timed(lambda w, h, a, b: product_loop(w, h) + (a @ b).sum(), w1, h, a, b),
+            jitted_seconds(lambda w, h, a, b: product_loop(w, h) + (a @ b).sum(), w1, h, a, b),
             one + matmul,
         ),
         (

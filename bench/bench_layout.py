@@ -24,17 +24,12 @@ import jax
 import jax.numpy as jnp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, median_seconds  # noqa: E402
+from common import jitted_seconds, machine  # noqa: E402
 
 from musicvae_jax import host_memory  # noqa: E402
 
 SHAPES = ((4, 2048), (32, 256), (32, 512), (32, 1024), (32, 2048), (128, 1024), (128, 2048), (512, 512))
 STEPS = 16
-
-
-def _seconds(fn, *args, repeats: int = 7) -> float:
-    fn = jax.jit(fn)
-    return median_seconds(lambda: jax.block_until_ready(fn(*args)), repeats, warmup=2)
 
 
 def _product(a, b, contracting):
@@ -75,15 +70,15 @@ def main() -> None:
         rows_out_in, rows_in_out, feature_major = variants(hidden)
         flops = STEPS * 2 * batch * hidden * 4 * hidden
         rates = [
-            flops / _seconds(rows_out_in, w, h),
-            flops / _seconds(rows_in_out, w.T.copy(), h),
-            flops / _seconds(feature_major, w, h.T.copy()),
+            flops / jitted_seconds(rows_out_in, w, h),
+            flops / jitted_seconds(rows_in_out, w.T.copy(), h),
+            flops / jitted_seconds(feature_major, w, h.T.copy()),
         ]
         print(f"| {batch} | {hidden} | " + " | ".join(f"{r / 1e9:.0f} GFLOP/s" for r in rates) + " |", flush=True)
     w = (jax.random.normal(jax.random.key(0), (4 * 2048, 2048)) * 0.03).astype(dtype)
     for columns in (1, 4):
         h = jax.random.normal(jax.random.key(1), (2048, columns))
-        seconds = _seconds(lambda w, h: _product(w, h, ((1,), (0,))), w, h, repeats=20)
+        seconds = jitted_seconds(lambda w, h: _product(w, h, ((1,), (0,))), w, h, repeats=20)
         rate = w.nbytes / seconds / 1e9
         print(f"one [8192, 2048] x [2048, {columns}] product: {seconds * 1e3:.2f} ms, {rate:.0f} GB/s of weights")
 

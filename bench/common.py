@@ -72,6 +72,14 @@ def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 1) -> f
     return statistics.median(times)
 
 
+def jitted_seconds(fn: Callable, *args, repeats: int = 7) -> float:
+    """The median wall time of jit(fn)(*args), blocked on, after two untimed calls (the first compiles)."""
+    import jax
+
+    jitted = jax.jit(fn)
+    return median_seconds(lambda: jax.block_until_ready(jitted(*args)), repeats, warmup=2)
+
+
 def torch_device(torch) -> str:
     """Where the baseline runs: the GPU when JAX runs on one and PyTorch sees it, else the CPU."""
     import jax
