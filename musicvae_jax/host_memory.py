@@ -10,7 +10,7 @@ Only arenas made afterwards follow the settings, so this runs before JAX
 starts its threads (before the first computation). It is for CPU runs:
 on accelerators the steps' temporaries live on the device, and in a
 process where JAX runs, one arena slowed the in-process Grain loader by
-a fifth to a third (BENCHMARKS.md).
+a fifth to a half once it had trained (BENCHMARKS.md).
 
 Dispatch is made synchronous on the CPU too (`synchronous_cpu_dispatch`):
 queued one after another, a step asks for its temporaries block before the

@@ -113,6 +113,15 @@ def test_process_shares_stack_into_the_single_process_global_batch(data, train):
         assert whole[-1]["weights"].sum() < 12  # the split does not fill its last batch: padding was exercised
 
 
+def test_a_process_whose_share_is_all_padding_yields_rows_of_weight_zero(data):
+    one_at_a_time = make_iterator(data["melody_2bar"], "eval", global_batch_size=1, train=False)
+    num_records = sum(int(b["weights"].sum()) for b in one_at_a_time)
+    share = dict(global_batch_size=2 * num_records, process_index=1, process_count=2)
+    second = list(make_iterator(data["melody_2bar"], "eval", train=False, **share))
+    assert len(second) == 1 and second[0]["tokens"].shape == (num_records, 32)
+    assert not second[0]["weights"].any() and not second[0]["tokens"].any()
+
+
 def test_eval_pass_pads_the_last_batch(data):
     batches = list(make_iterator(data["groove_2bar"], "eval", global_batch_size=64, train=False))
     assert all(b["hits"].shape[0] == 64 for b in batches)
