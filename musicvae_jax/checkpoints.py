@@ -52,6 +52,8 @@ def abstract_like(tree: Any) -> Any:
     def abstract(x):
         if isinstance(x, jax.Array):
             return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding)
+        if isinstance(x, jax.ShapeDtypeStruct):  # from jax.eval_shape: nothing computed to restore over
+            return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding or default)
         x = np.asarray(x)
         return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=default)
 

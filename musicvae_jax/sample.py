@@ -88,9 +88,8 @@ class Generator:
             train.validate_config(config)
             train.warn_if_precision_is_slow_here(config)
             spec, tspec = train.model_spec(config), train.TrainSpec.from_config(config)
-            like = train.create_state(spec, tspec, jax.random.key(0))
             try:
-                state, _ = checkpoints.restore(manager, step, like)
+                state, _ = checkpoints.restore(manager, step, train.abstract_state(spec, tspec))
             except (ValueError, KeyError) as e:
                 raise ValueError(
                     f"checkpoint {step} in {manager.directory} does not fit its config's model: {e}"

@@ -32,7 +32,7 @@ from jax.experimental import multihost_utils
 from ml_collections import ConfigDict
 
 from musicvae_jax import checkpoints, distributed, input_pipeline, objectives, parallel
-from musicvae_jax.models.vae import ModelSpec, MusicVAE
+from musicvae_jax.models.vae import ModelSpec, MusicVAE, init_params
 from musicvae_jax.representations import get_representation
 
 
@@ -229,11 +229,20 @@ def example_batch(spec: ModelSpec, batch_size: int) -> dict[str, np.ndarray]:
 
 def create_state(spec: ModelSpec, train: TrainSpec, rng: jax.Array) -> train_state.TrainState:
     model = MusicVAE(spec)
-    batch = example_batch(spec, 2)
-    # Jitted, XLA drops the forward pass that init traces (only the parameters are returned): 3x faster for
-    # the small models than running it op by op, the same values.
-    params = jax.jit(lambda rng: model.init(rng, batch, rng, train=False)["params"])(rng)
+    params = init_params(model, rng)["params"]
     return train_state.TrainState.create(apply_fn=model.apply, params=params, tx=make_optimizer(train))
+
+
+def abstract_state(
+    spec: ModelSpec, train: TrainSpec, sharding: jax.sharding.Sharding | None = None
+) -> train_state.TrainState:
+    """The state's shapes and dtypes, to restore a checkpoint into.
+
+    Running the initialisers instead takes tens of seconds at the reference
+    sizes (orthogonal initialisation factorises every recurrent kernel).
+    """
+    shapes = jax.eval_shape(lambda: create_state(spec, train, jax.random.key(0)))
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), shapes)
 
 
 def loss_and_grads(
@@ -409,7 +418,6 @@ def train_and_evaluate(config: ConfigDict, workdir: str | Path, data_dir: str | 
     rng = jax.random.key(config.seed)
     init_rng, train_rng, eval_rng = jax.random.split(rng, 3)
 
-    state = parallel.replicate(create_state(spec, tspec, init_rng), mesh)
     model = MusicVAE(spec)
     batch_sharding, replicated = parallel.batch_sharding(mesh), parallel.replicated(mesh)
     p_train = jax.jit(
@@ -436,8 +444,10 @@ def train_and_evaluate(config: ConfigDict, workdir: str | Path, data_dir: str | 
     )
     manager = checkpoints.make_manager(workdir, config.train.max_to_keep)
     start = manager.latest_step()
-    if start is not None:
-        state, _ = checkpoints.restore(manager, start, state, train_iter)
+    if start is None:
+        state = parallel.replicate(create_state(spec, tspec, init_rng), mesh)
+    else:
+        state, _ = checkpoints.restore(manager, start, abstract_state(spec, tspec, replicated), train_iter)
         logging.info("Resumed from the checkpoint at step %d", start)
     start = int(start or 0)
 

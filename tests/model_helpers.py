@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import jax
 import numpy as np
 
-from musicvae_jax.models.vae import ModelSpec, MusicVAE
+from musicvae_jax.models.vae import ModelSpec
 from musicvae_jax.representations import get_representation
 
 FAMILIES = {
@@ -53,8 +52,3 @@ def random_batch(spec: ModelSpec, batch_size: int = 3, seed: int = 0) -> dict[st
     batch["lengths"] = np.full(batch_size, spec.num_steps, np.int32)
     batch["weights"] = np.ones(batch_size, np.float32)
     return batch
-
-
-def init_params(model: MusicVAE, batch: dict, key: jax.Array) -> dict:
-    """The model's parameters for `batch`, initialised under jit (XLA drops the forward pass init traces)."""
-    return jax.jit(lambda key: model.init(key, batch, key, train=False))(key)

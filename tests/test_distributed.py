@@ -143,7 +143,7 @@ def losses(output: str) -> dict[tuple[str, int], float]:
 
 def final_params(workdir, step):
     config = mel_2bar.get_config("tiny")
-    like = train.create_state(train.model_spec(config), train.TrainSpec.from_config(config), jax.random.key(0))
+    like = train.abstract_state(train.model_spec(config), train.TrainSpec.from_config(config))
     manager = checkpoints.make_manager(workdir, 3, async_save=False)
     state, _ = checkpoints.restore(manager, step, like)
     manager.close()

@@ -37,8 +37,11 @@ def test_default_run_trains_on_the_demo_corpus_and_resumes(tmp_path):
     assert (tmp_path / "demo_midi" / "README.txt").read_text().startswith("DEMO DATA")
     assert (tmp_path / "checkpoints" / "4").is_dir()
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
-    # The same command with more steps continues from the checkpoint.
-    again = run_main(f"--workdir={tmp_path}", *SHORT, "--config.train.num_steps=6", cwd=tmp_path)
+    # The same command with more steps continues from the checkpoint (its programs from the cache).
+    again = run_main(
+        f"--workdir={tmp_path}", *SHORT, "--config.train.num_steps=6", f"--config.compilation_cache_dir={cache}",
+        cwd=tmp_path,
+    )  # fmt: skip
     assert again.returncode == 0, again.stderr
     assert "steps 4 -> 6" in again.stdout and (tmp_path / "checkpoints" / "6").is_dir()
     # Our own log lines show; the libraries' INFO chatter (Orbax: dozens of lines per checkpoint) does not.

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from model_helpers import FAMILIES, init_params, random_batch, tiny_spec
+from model_helpers import FAMILIES, random_batch, tiny_spec
 
 from musicvae_jax.models import decoders, lstm
 from musicvae_jax.models.encoder import BidirectionalEncoder
@@ -23,7 +23,7 @@ from musicvae_jax.models.lstm import (
     scattered_columns_gradient,
     zero_carries,
 )
-from musicvae_jax.models.vae import MusicVAE, encoder_projection
+from musicvae_jax.models.vae import MusicVAE, encoder_projection, init_params
 
 KEY = jax.random.key(0)
 
@@ -33,12 +33,25 @@ def initialised(family):
     spec = tiny_spec(family)
     batch = random_batch(spec)
     model = MusicVAE(spec)
-    return spec, batch, model, init_params(model, batch, KEY)
+    return spec, batch, model, init_params(model, KEY)
 
 
 def layer_weights(input_size=5, hidden=7):
     params = LSTMStackWeights((hidden,)).init(KEY, input_size)
     return LSTMStackWeights((hidden,)).apply(params, input_size)[0]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_init_params_creates_what_init_through_a_pass_creates(family):
+    """init_params skips the reconstruction pass; the parameters must be the ones that pass reads and creates."""
+    spec, batch, model, params = initialised(family)
+    through_a_pass = jax.eval_shape(lambda: model.init(KEY, batch, KEY, train=False))
+    assert jax.tree.structure(params) == jax.tree.structure(through_a_pass)
+    assert jax.tree.map(lambda a: (a.shape, a.dtype), params) == jax.tree.map(
+        lambda a: (a.shape, a.dtype), through_a_pass
+    )
+    if family == "mel_16bar_hier":  # the same values too (each module draws from its own stream)
+        jax.tree.map(np.testing.assert_array_equal, params, model.init(KEY, batch, KEY, train=False))
 
 
 def test_hoisted_and_fused_layers_agree():
@@ -177,7 +190,7 @@ def test_encoder_ignores_steps_past_the_length():
     encoder = BidirectionalEncoder((8, 6), z_size=4)
     x = jax.random.normal(KEY, (2, 10, 3))
     lengths = jnp.array([10, 4])
-    params = encoder.init(KEY, x, lengths)
+    params = encoder.init(KEY, x.shape[-1], method=BidirectionalEncoder.create_weights)
     mu, sigma = encoder.apply(params, x, lengths)
     assert mu.shape == sigma.shape == (2, 4) and (sigma > 0).all()
     mu2, _ = encoder.apply(params, x.at[1, 4:].set(100.0), lengths)
@@ -275,7 +288,7 @@ def test_encoder_input_projection_equals_the_product_of_its_features(family):
     batch = dict(random_batch(spec), lengths=np.array([spec.num_steps, 5, 1], np.int32))
     features = jnp.concatenate([p.encoder_features(batch) for p in spec.parts], axis=-1)
     encoder = BidirectionalEncoder(spec.encoder_sizes, spec.z_size)
-    params = encoder.init(KEY, features, batch["lengths"])
+    params = encoder.init(KEY, features.shape[-1], method=BidirectionalEncoder.create_weights)
     projection = encoder_projection(spec.parts, batch)
 
     def encode(params, project):
@@ -304,7 +317,9 @@ def test_encoder_batched_directions_equal_one_after_the_other(family, sequence_v
         mu, sigma = encoder.apply(params, features, batch["lengths"], projection)
         return jnp.sum(jnp.sin(mu) * jnp.arange(spec.z_size)) + jnp.sum(sigma**2), (mu, sigma)
 
-    params = BidirectionalEncoder(sizes, spec.z_size).init(KEY, features, batch["lengths"])
+    params = BidirectionalEncoder(sizes, spec.z_size).init(
+        KEY, features.shape[-1], method=BidirectionalEncoder.create_weights
+    )
     (_, batched), grads = jax.value_and_grad(encode, has_aux=True)(params, True)
     (_, one_by_one), one_by_one_grads = jax.value_and_grad(encode, has_aux=True)(params, False)
     np.testing.assert_allclose(batched, one_by_one, rtol=1e-5, atol=1e-6)
@@ -329,7 +344,7 @@ def test_scheduled_sampling_gradients_equal_autodiff_through_the_step_loop(famil
     fast_spec = tiny_spec(family, dropout_keep=dropout_keep)
     slow_spec = tiny_spec(family, dropout_keep=dropout_keep, sequence_vjp=False)
     batch = random_batch(fast_spec)
-    params = MusicVAE(fast_spec).init(KEY, batch, KEY, train=False)
+    params = init_params(MusicVAE(fast_spec), KEY)
 
     def loss(params, spec):
         out = MusicVAE(spec).apply(params, batch, KEY, train=True, scheduled_sampling=True, sampling_prob=0.5)

@@ -6,10 +6,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from model_helpers import init_params, random_batch, tiny_spec
+from model_helpers import random_batch, tiny_spec
 
 from musicvae_jax import objectives
-from musicvae_jax.models.vae import MusicVAE
+from musicvae_jax.models.vae import MusicVAE, init_params
 
 KEY = jax.random.key(0)
 
@@ -79,7 +79,7 @@ def test_loss_matches_float64_numpy_reference(free_bits):
     spec = tiny_spec("mel_2bar", encoder_sizes=(10,), decoder_sizes=(9, 7), z_size=5)
     batch = random_batch(spec, batch_size=4, seed=2)
     model = MusicVAE(spec)
-    params = model.init(KEY, batch, KEY, train=False)
+    params = init_params(model, KEY)
     outputs = model.apply(params, batch, KEY, train=False, use_mean=True)
     step = jnp.asarray(37)
     loss, metrics = objectives.elbo(
@@ -96,7 +96,7 @@ def test_padding_rows_do_not_count():
     spec = tiny_spec("drums_2bar")
     batch = random_batch(spec, batch_size=4)
     model = MusicVAE(spec)
-    params = init_params(model, batch, KEY)
+    params = init_params(model, KEY)
     kwargs = dict(step=jnp.asarray(0), free_bits=0.0, max_beta=0.2, beta_rate=0.0)
     apply = jax.jit(lambda batch: model.apply(params, batch, KEY, train=False, use_mean=True))
     first_two = {k: v[:2] for k, v in batch.items()}

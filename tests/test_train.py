@@ -122,9 +122,8 @@ def tiny_run_config(**train_overrides):
 
 def final_params(workdir, step, config):
     spec, tspec = train.model_spec(config), train.TrainSpec.from_config(config)
-    like = train.create_state(spec, tspec, jax.random.key(0))
     manager = checkpoints.make_manager(workdir, 3, async_save=False)
-    state, _ = checkpoints.restore(manager, step, like)
+    state, _ = checkpoints.restore(manager, step, train.abstract_state(spec, tspec))
     manager.close()
     data_state = json.loads((Path(workdir) / "checkpoints" / str(step) / "data" / "process_0-of-1.json").read_text())
     return state.params, data_state

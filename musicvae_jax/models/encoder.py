@@ -39,7 +39,21 @@ class BidirectionalEncoder(nn.Module):
     sequence_vjp: bool = True
     batch_directions: bool = False
 
-    @nn.compact
+    def setup(self):
+        dtype = jnp.dtype(self.compute_dtype)
+        self.forward = LSTMStackWeights(self.sizes, True, dtype)
+        self.backward = LSTMStackWeights(self.sizes, True, dtype)
+        self.mu = nn.Dense(self.z_size, dtype=dtype)
+        self.sigma = nn.Dense(self.z_size, dtype=dtype)
+
+    def create_weights(self, input_size: int) -> None:
+        """Creates every parameter without tracing a pass over a sequence."""
+        self.forward(input_size)
+        self.backward(input_size)
+        h = jnp.zeros((1, 2 * self.sizes[-1]), jnp.float32)
+        self.mu(h)
+        self.sigma(h)
+
     def __call__(
         self, inputs: jax.Array, lengths: jax.Array, project: InputProjection | None = None
     ) -> tuple[jax.Array, jax.Array]:
@@ -49,9 +63,8 @@ class BidirectionalEncoder(nn.Module):
         from `inputs` in a cheaper way than the product (one-hot inputs
         gather their tokens' kernel columns), on the sequence-VJP path.
         """
-        dtype = jnp.dtype(self.compute_dtype)
-        forward = LSTMStackWeights(self.sizes, True, dtype, name="forward")(inputs.shape[-1])
-        backward = LSTMStackWeights(self.sizes, True, dtype, name="backward")(inputs.shape[-1])
+        forward = self.forward(inputs.shape[-1])
+        backward = self.backward(inputs.shape[-1])
 
         def reads(w, x, reverse, projected):
             """What one direction's pass reads: its input projection plus bias [T, 4H, batch], or its inputs."""
@@ -84,6 +97,6 @@ class BidirectionalEncoder(nn.Module):
             (ahead, h_ahead), (behind, h_behind) = both(forward[i], backward[i], x, projected)
             x = jnp.concatenate([ahead, reverse_by_length(behind, lengths)], axis=-1)
         h = jnp.concatenate([h_ahead, h_behind], axis=-1)
-        mu = nn.Dense(self.z_size, dtype=dtype, name="mu")(h).astype(jnp.float32)
-        sigma = jax.nn.softplus(nn.Dense(self.z_size, dtype=dtype, name="sigma")(h).astype(jnp.float32))
+        mu = self.mu(h).astype(jnp.float32)
+        sigma = jax.nn.softplus(self.sigma(h).astype(jnp.float32))
         return mu, sigma

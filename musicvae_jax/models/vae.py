@@ -117,6 +117,15 @@ class MusicVAE(nn.Module):
         if s.hierarchical:
             self.conductor = ConductorWeights(s.conductor_sizes, s.compute_dtype)
 
+    def create_weights(self) -> None:
+        """Creates every parameter without tracing a pass over a sequence (see `init_params`)."""
+        s = self.spec
+        self.encoder.create_weights(sum(p.encoder_depth for p in s.parts))
+        for core in self.cores:
+            core(s.conductor_sizes[-1] if s.hierarchical else s.z_size)
+        if s.hierarchical:
+            self.conductor(s.z_size)
+
     def encode(self, batch: dict) -> tuple[jax.Array, jax.Array]:
         """mu, sigma [B, z] of q(z | x)."""
         features = jnp.concatenate([p.encoder_features(batch) for p in self.spec.parts], axis=-1)
@@ -219,3 +228,13 @@ class MusicVAE(nn.Module):
             v = jnp.swapaxes(v, 0, 1)  # [B, U, S, ...]
             values[part.name] = v.reshape(v.shape[0], s.num_steps, *v.shape[3:])
         return values
+
+
+def init_params(model: MusicVAE, rng: jax.Array) -> dict:
+    """Fresh variables {"params": ...}: the values `model.init` through a reconstruction pass gives.
+
+    Through the pass, init traces and compiles the whole model only for XLA
+    to drop it again; here only the initialisers run, op by op, and their
+    compiled ops serve every later model with the same shapes (BENCHMARKS.md).
+    """
+    return model.init(rng, method=MusicVAE.create_weights)
