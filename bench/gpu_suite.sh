@@ -9,7 +9,7 @@
 #
 # Each stage has its own time limit, so one slow stage leaves the others
 # theirs, and the suite rewrites its JSON and Markdown after every row, so a
-# stage cut short keeps what it measured. The limits add up to about 550 s,
+# stage cut short keeps what it measured. The limits add up to about 620 s,
 # sized from the H200 runs in BENCHMARKS.md. The 16-bar batch is 256: at
 # 512, float32 trio_16bar_hier needed more than an H200's memory.
 # BATCH, BATCH_16BAR, ONLY, STEPS, PROFILE and the *_LIMIT variables resize
@@ -69,6 +69,8 @@ PY
     --config.train.log_every=10
   # Sampling 32 sequences per family at reference size (compile time, then the best of 3 calls).
   stage "${SAMPLE_LIMIT:-90}" python3 bench/bench_sample.py --size real
+  # Start-up: creating the parameters through a traced pass against the initialisers op by op (fresh processes).
+  stage "${INIT_LIMIT:-70}" python3 bench/bench_init.py --configs "${INIT_CONFIGS:-trio,mel_2bar}"
 
   stage "${FLOAT32_LIMIT:-120}" "${suite[@]}" --only "$only"
   stage "${BFLOAT16_LIMIT:-110}" "${suite[@]}" --only "$only" --precision bfloat16

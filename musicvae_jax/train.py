@@ -191,7 +191,10 @@ def check_data_matches(config: ConfigDict, metadata: dict) -> None:
             raise ValueError(f"config.data: the data has no split {split!r} (it has {', '.join(metadata['splits'])})")
 
 
+@functools.lru_cache(maxsize=16)
 def make_optimizer(spec: TrainSpec) -> optax.GradientTransformation:
+    """One object per spec: the train state's tree structure holds it, and jitted steps are reused only for equal
+    structures (a resumed run in the same process then compiles nothing)."""
     schedule = functools.partial(
         objectives.learning_rate, initial=spec.learning_rate, decay_rate=spec.decay_rate, minimum=spec.min_learning_rate
     )
@@ -230,7 +233,11 @@ def example_batch(spec: ModelSpec, batch_size: int) -> dict[str, np.ndarray]:
 def create_state(spec: ModelSpec, train: TrainSpec, rng: jax.Array) -> train_state.TrainState:
     model = MusicVAE(spec)
     params = init_params(model, rng)["params"]
-    return train_state.TrainState.create(apply_fn=model.apply, params=params, tx=make_optimizer(train))
+    # No apply_fn: the steps take the model as an argument, and a bound method (compared by its instance's
+    # identity) would give every state a tree structure of its own, which no jitted step could be reused for.
+    state = train_state.TrainState.create(apply_fn=None, params=params, tx=make_optimizer(train))
+    # A strong int32 step, as a restored one is: a fresh run and a resumed one then run one compiled step.
+    return state.replace(step=jnp.zeros((), jnp.int32))
 
 
 def abstract_state(
@@ -399,6 +406,26 @@ def evaluate(p_eval, state, config: ConfigDict, data_dir: Path, mesh, rng: jax.A
     return {k: v / max(weight, 1.0) for k, v in totals.items()}
 
 
+@functools.lru_cache(maxsize=4)
+def jitted_steps(spec: ModelSpec, tspec: TrainSpec, mesh: jax.sharding.Mesh) -> tuple[Any, Any]:
+    """The train and eval steps jitted for `mesh`, one pair per model: a second run in the same process (a resume,
+    a notebook's rerun) finds its programs compiled."""
+    model = MusicVAE(spec)
+    batch_sharding, replicated = parallel.batch_sharding(mesh), parallel.replicated(mesh)
+    p_train = jax.jit(
+        functools.partial(train_step, model=model, spec=tspec),
+        in_shardings=(replicated, batch_sharding, replicated),
+        out_shardings=(replicated, replicated),
+        donate_argnums=(0,),
+    )
+    p_eval = jax.jit(
+        functools.partial(eval_step, model=model, spec=tspec),
+        in_shardings=(replicated, batch_sharding, replicated, replicated),
+        out_shardings=replicated,
+    )
+    return p_train, p_eval
+
+
 def train_and_evaluate(config: ConfigDict, workdir: str | Path, data_dir: str | Path) -> dict[str, float]:
     """Trains (or resumes) to config.train.num_steps; returns the last train metrics.
 
@@ -418,19 +445,8 @@ def train_and_evaluate(config: ConfigDict, workdir: str | Path, data_dir: str | 
     rng = jax.random.key(config.seed)
     init_rng, train_rng, eval_rng = jax.random.split(rng, 3)
 
-    model = MusicVAE(spec)
-    batch_sharding, replicated = parallel.batch_sharding(mesh), parallel.replicated(mesh)
-    p_train = jax.jit(
-        functools.partial(train_step, model=model, spec=tspec),
-        in_shardings=(replicated, batch_sharding, replicated),
-        out_shardings=(replicated, replicated),
-        donate_argnums=(0,),
-    )
-    p_eval = jax.jit(
-        functools.partial(eval_step, model=model, spec=tspec),
-        in_shardings=(replicated, batch_sharding, replicated, replicated),
-        out_shardings=replicated,
-    )
+    replicated = parallel.replicated(mesh)
+    p_train, p_eval = jitted_steps(spec, tspec, mesh)
     train_iter = input_pipeline.make_iterator(
         data_dir,
         config.data.train_split,

@@ -8,6 +8,7 @@ both processes restore). Same global batch, so the same losses and params.
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -81,8 +82,9 @@ def free_port() -> int:
 CONFIG = f"{REPO / 'configs' / 'mel_2bar.py'}:tiny"
 
 
-def run_flags(num_steps: int) -> list[str]:
-    return [
+def run_flags(num_steps: int, cache=None) -> list[str]:
+    """The runs' flags; runs given one compilation cache compile each program once between them."""
+    return [f"--config.compilation_cache_dir={cache}"] * (cache is not None) + [
         "--config.batch_size=16",
         f"--config.train.num_steps={num_steps}",
         "--config.train.log_every=1",
@@ -92,16 +94,16 @@ def run_flags(num_steps: int) -> list[str]:
     ]
 
 
-def main_command(workdir, shards, num_steps: int) -> list[str]:
+def main_command(workdir, shards, num_steps: int, cache=None) -> list[str]:
     main = [sys.executable, "-m", "musicvae_jax.main", f"--config={CONFIG}", f"--workdir={workdir}"]
-    return main + [f"--config.data.path={shards}"] + run_flags(num_steps)
+    return main + [f"--config.data.path={shards}"] + run_flags(num_steps, cache)
 
 
-def two_machines_command(workdir, shards, num_steps: int, port: int, process_id: int) -> list[str]:
+def two_machines_command(workdir, shards, num_steps: int, port: int, process_id: int, cache=None) -> list[str]:
     """The launch recipe for machines without a scheduler, here both on loopback."""
     script = ["bash", str(REPO / "launch" / "two_machines.sh"), "--coordinator", f"127.0.0.1:{port}"]
     script += ["--num-processes", "2", "--process-id", str(process_id), "--config", CONFIG]
-    return script + ["--data", str(shards), "--workdir", str(workdir), "--"] + run_flags(num_steps)
+    return script + ["--data", str(shards), "--workdir", str(workdir), "--"] + run_flags(num_steps, cache)
 
 
 def environment(devices: int) -> dict:
@@ -150,13 +152,21 @@ def final_params(workdir, step):
     return state.params
 
 
-def test_two_processes_train_like_one_process_with_as_many_devices(shards, tmp_path):
-    one = run_processes([main_command(tmp_path / "one", shards, 8)], environment(4))[0]
-    assert "4 device(s)" in one
+@pytest.fixture(scope="module")
+def one_process_run(shards, tmp_path_factory):
+    """8 steps as one process with 4 devices: its workdir, its output and its compilation cache."""
+    root = tmp_path_factory.mktemp("one_process")
+    output = run_processes([main_command(root / "one", shards, 8, root / "xla_cache")], environment(4))[0]
+    assert "4 device(s)" in output
+    return root / "one", output, root / "xla_cache"
+
+
+def test_two_processes_train_like_one_process_with_as_many_devices(shards, one_process_run, tmp_path):
+    one_dir, one, cache = one_process_run  # the runs below share its cache: the resumed run reads their programs
 
     def two_processes(num_steps: int) -> list[str]:
         port = free_port()
-        commands = [two_machines_command(tmp_path / "two", shards, num_steps, port, i) for i in range(2)]
+        commands = [two_machines_command(tmp_path / "two", shards, num_steps, port, i, cache) for i in range(2)]
         return run_processes(commands, environment(2))
 
     first = two_processes(4)
@@ -175,16 +185,16 @@ def test_two_processes_train_like_one_process_with_as_many_devices(shards, tmp_p
         assert multi[key] == pytest.approx(value, rel=1e-3, abs=2e-3), key
     jax.tree.map(
         lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
-        final_params(tmp_path / "one", 8),
+        final_params(one_dir, 8),
         final_params(tmp_path / "two", 8),
     )
 
 
-def test_resuming_with_another_process_count_is_refused(shards, tmp_path):
-    run_processes([main_command(tmp_path, shards, 4)], environment(1))
+def test_resuming_with_another_process_count_is_refused(shards, one_process_run, tmp_path):
+    shutil.copytree(one_process_run[0], tmp_path, dirs_exist_ok=True)  # a one-process run's checkpoints
     port = free_port()
     commands = [
-        main_command(tmp_path, shards, 8)
+        main_command(tmp_path, shards, 12)
         + [f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2", f"--process_id={i}"]
         for i in range(2)
     ]
@@ -202,11 +212,11 @@ def test_resuming_with_another_process_count_is_refused(shards, tmp_path):
     assert "none for this run's process_0-of-2.json" in outputs[0]
 
 
-def test_sigterm_on_one_process_saves_the_same_step_on_all(shards, tmp_path):
+def test_sigterm_on_one_process_saves_the_same_step_on_all(shards, one_process_run, tmp_path):
     """Preemption notice on one worker: JAX agrees on a step, every process saves it and exits cleanly."""
     port = free_port()
     commands = [
-        main_command(tmp_path, shards, 100_000)
+        main_command(tmp_path, shards, 100_000, one_process_run[2])  # the two-process programs compiled above
         + [f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2", f"--process_id={i}"]
         for i in range(2)
     ]

@@ -49,6 +49,8 @@ def test_default_run_trains_on_the_demo_corpus_and_resumes(tmp_path):
     assert "checkpoint_manager.py" not in again.stderr and "orbax" not in again.stderr.lower()
 
 
+# One case per way a start can fail: ml_collections' parsing of the config flags, absl's flags, the config's
+# values (train.validate_config; each value's message is tested in tests/test_train.py) and the process flags.
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -56,17 +58,9 @@ def test_default_run_trains_on_the_demo_corpus_and_resumes(tmp_path):
         (["--config=configs/trio.py:huge"], "unknown config variant(s) ['huge']"),
         (["--config.batch_size=abc"], "--config.batch_size=abc"),
         (["--config=configs/nope.py"], "No such file or directory"),
-        (["--config.data.representation=bongos"], "config.data.representation: unknown representation 'bongos'"),
-        (["--config.batch_size=0"], "config.batch_size must be >= 1"),
-        (["--config.data.transpose_range=(3, -3)"], "config.data.transpose_range"),
         (["--config=configs/groovae.py", "--config.data.transpose_range=(-2, 2)"], "no melodic part"),
-        (["--config.model.decoder_sizes=()"], "config.model.decoder_sizes must be a non-empty tuple"),
-        (["--config.model.hoist_input_projection=True"], "applies with config.model.sequence_vjp=False only"),
-        (["--config.train.sampling_schedule=inverse_sigmoid"], "scheduled sampling is supported by flat decoders only"),
-        (["--config=configs/mel_2bar.py", "--config.train.sampling_schedule=linear"], "config.train.sampling_schedule"),
         (["--num_processes=2"], "--num_processes=2 needs --coordinator_address"),
         (["--distributed=sometimes"], "--distributed"),
-        (["--coordinator_address=127.0.0.1:1234", "--num_processes=2"], "needs --process_id"),
     ],
 )
 def test_bad_config_fails_at_start_in_one_line(tmp_path, args, message):

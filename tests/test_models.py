@@ -51,7 +51,7 @@ def test_init_params_creates_what_init_through_a_pass_creates(family):
         lambda a: (a.shape, a.dtype), through_a_pass
     )
     if family == "mel_16bar_hier":  # the same values too (each module draws from its own stream)
-        jax.tree.map(np.testing.assert_array_equal, params, model.init(KEY, batch, KEY, train=False))
+        jax.tree.map(np.testing.assert_array_equal, params, jax.jit(lambda: model.init(KEY, batch, KEY, train=False))())
 
 
 def test_hoisted_and_fused_layers_agree():
@@ -83,9 +83,9 @@ def test_sequence_vjp_layer_matches_autodiff(with_lengths, gates_kept):
         out, (c, h) = run_layer(w, x, carry, lengths, sequence_vjp=sequence_vjp)
         return jnp.sum(jnp.sin(out) * 1.3) + jnp.sum(c * 0.7) + jnp.sum(h**2)
 
-    assert loss(w, x, carry, True) == pytest.approx(float(loss(w, x, carry, False)), rel=1e-5)
-    expected = jax.grad(loss, argnums=(0, 1, 2))(w, x, carry, False)
-    got = jax.grad(loss, argnums=(0, 1, 2))(w, x, carry, True)
+    value_and_grads = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)), static_argnums=3)
+    (value, got), (expected_value, expected) = (value_and_grads(w, x, carry, vjp) for vjp in (True, False))
+    assert float(value) == pytest.approx(float(expected_value), rel=1e-5)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5), got, expected)
     assert float(jnp.abs(got[0]["w_h"]).sum()) > 0
 
@@ -191,22 +191,23 @@ def test_encoder_ignores_steps_past_the_length():
     x = jax.random.normal(KEY, (2, 10, 3))
     lengths = jnp.array([10, 4])
     params = encoder.init(KEY, x.shape[-1], method=BidirectionalEncoder.create_weights)
-    mu, sigma = encoder.apply(params, x, lengths)
+    encode = jax.jit(lambda x: encoder.apply(params, x, lengths))
+    mu, sigma = encode(x)
     assert mu.shape == sigma.shape == (2, 4) and (sigma > 0).all()
-    mu2, _ = encoder.apply(params, x.at[1, 4:].set(100.0), lengths)
+    mu2, _ = encode(x.at[1, 4:].set(100.0))
     np.testing.assert_allclose(mu, mu2, atol=1e-6)
-    mu3, _ = encoder.apply(params, x.at[1, 3].set(100.0), lengths)
+    mu3, _ = encode(x.at[1, 3].set(100.0))
     assert not np.allclose(mu[1], mu3[1])
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_every_family_outputs_and_samples_the_right_shapes(family):
     spec, batch, model, params = initialised(family)
-    out = model.apply(params, batch, KEY, train=True, rngs=None)
+    out = jax.jit(lambda p: model.apply(p, batch, KEY, train=True))(params)
     for part in spec.parts:
         assert out["raw"][part.name].shape == (3, spec.num_steps, part.depth)
     assert out["mu"].shape == out["z"].shape == (3, spec.z_size)
-    samples = model.apply(params, out["z"], KEY, 1.0, method=MusicVAE.decode)
+    samples = jax.jit(lambda p, z: model.apply(p, z, KEY, 1.0, method=MusicVAE.decode))(params, out["z"])
     for part in spec.parts:
         expected = (3, spec.num_steps) if part.kind == "categorical" else (3, spec.num_steps, 27)
         assert samples[part.name].shape == expected
@@ -295,8 +296,9 @@ def test_encoder_input_projection_equals_the_product_of_its_features(family):
         mu, sigma = encoder.apply(params, features, batch["lengths"], project)
         return jnp.sum(jnp.sin(mu) * jnp.arange(spec.z_size)) + jnp.sum(sigma**2), (mu, sigma)
 
-    (_, ours), grads = jax.value_and_grad(encode, has_aux=True)(params, projection)
-    (_, dense), dense_grads = jax.value_and_grad(encode, has_aux=True)(params, None)
+    encode_and_grads = jax.jit(jax.value_and_grad(encode, has_aux=True), static_argnums=1)  # project: a function
+    (_, ours), grads = encode_and_grads(params, projection)
+    (_, dense), dense_grads = encode_and_grads(params, None)
     np.testing.assert_allclose(ours, dense, rtol=1e-5, atol=1e-6)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), grads, dense_grads)
     assert float(jnp.abs(grads["params"]["backward"]["w_x_0"]).sum()) > 0
@@ -320,8 +322,9 @@ def test_encoder_batched_directions_equal_one_after_the_other(family, sequence_v
     params = BidirectionalEncoder(sizes, spec.z_size).init(
         KEY, features.shape[-1], method=BidirectionalEncoder.create_weights
     )
-    (_, batched), grads = jax.value_and_grad(encode, has_aux=True)(params, True)
-    (_, one_by_one), one_by_one_grads = jax.value_and_grad(encode, has_aux=True)(params, False)
+    encode_and_grads = jax.jit(jax.value_and_grad(encode, has_aux=True), static_argnums=1)
+    (_, batched), grads = encode_and_grads(params, True)
+    (_, one_by_one), one_by_one_grads = encode_and_grads(params, False)
     np.testing.assert_allclose(batched, one_by_one, rtol=1e-5, atol=1e-6)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), grads, one_by_one_grads)
     assert float(jnp.abs(grads["params"]["backward"]["w_h_1"]).sum()) > 0
@@ -330,9 +333,11 @@ def test_encoder_batched_directions_equal_one_after_the_other(family, sequence_v
 @pytest.mark.parametrize("family", ["mel_2bar", "trio_flat"])
 def test_scheduled_sampling_at_probability_zero_is_teacher_forcing(family):
     spec, batch, model, params = initialised(family)
-    forced = model.apply(params, batch, KEY, train=False)
-    scheduled = model.apply(params, batch, KEY, train=False, scheduled_sampling=True, sampling_prob=0.0)
-    sampled = model.apply(params, batch, KEY, train=False, scheduled_sampling=True, sampling_prob=1.0)
+    forced = jax.jit(lambda p: model.apply(p, batch, KEY, train=False))(params)
+    schedule = jax.jit(
+        lambda p, prob: model.apply(p, batch, KEY, train=False, scheduled_sampling=True, sampling_prob=prob)
+    )
+    scheduled, sampled = schedule(params, 0.0), schedule(params, 1.0)
     for part in spec.parts:
         np.testing.assert_allclose(forced["raw"][part.name], scheduled["raw"][part.name], atol=2e-5)
         assert not np.allclose(forced["raw"][part.name], sampled["raw"][part.name], atol=1e-3)
@@ -356,29 +361,37 @@ def test_scheduled_sampling_gradients_equal_autodiff_through_the_step_loop(famil
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), fast, slow)
     assert float(jnp.abs(fast["params"]["core_0"]["lstm"]["w_h_0"]).sum()) > 0
     # Half the inputs were the model's own samples, so this was not teacher forcing.
-    forced = MusicVAE(fast_spec).apply(params, batch, KEY, train=True)
+    forced = jax.jit(lambda p: MusicVAE(fast_spec).apply(p, batch, KEY, train=True))(params)
     forced_loss = sum(jnp.sum(jnp.sin(r)) for r in forced["raw"].values())
     assert abs(float(forced_loss) - float(fast_loss)) > 1e-3
 
 
 def test_dropout_only_in_training():
     spec, batch, model, params = initialised("groove_humanize")
-    a = model.apply(params, batch, KEY, train=False, use_mean=True)["raw"]["groove"]
-    b = model.apply(params, batch, jax.random.key(5), train=False, use_mean=True)["raw"]["groove"]
-    c = model.apply(params, batch, KEY, train=True, use_mean=True)["raw"]["groove"]
+    apply = jax.jit(lambda rng, train: model.apply(params, batch, rng, train=train, use_mean=True), static_argnums=1)
+    a, b, c = (
+        apply(rng, train)["raw"]["groove"] for rng, train in ((KEY, False), (jax.random.key(5), False), (KEY, True))
+    )
     np.testing.assert_allclose(a, b)
     assert not np.allclose(a, c)
 
 
 def test_humanize_encoder_sees_hits_only():
     spec, batch, model, params = initialised("groove_humanize")
-    mu, _ = model.apply(params, batch, method=MusicVAE.encode)
-    changed = dict(batch, velocities=batch["velocities"] * 0.5, offsets=batch["offsets"] * 0.0)
-    mu2, _ = model.apply(params, changed, method=MusicVAE.encode)
+    encode = jax.jit(lambda batch: model.apply(params, batch, method=MusicVAE.encode))
+    mu, _ = encode(batch)
+    mu2, _ = encode(dict(batch, velocities=batch["velocities"] * 0.5, offsets=batch["offsets"] * 0.0))
     np.testing.assert_allclose(mu, mu2)
 
 
-@pytest.mark.parametrize("family", ["mel_2bar", "trio_hier"])
+# Both forms of the saved gates on the flat model; the hierarchical trio (20 s a form to compile here) with the
+# accelerators' form, where bfloat16 pays.
+@pytest.mark.parametrize(
+    "family, gates_kept",
+    [("mel_2bar", False), ("mel_2bar", True), ("trio_hier", True)],
+    ids=["four_gates-mel_2bar", "squashed_gates-mel_2bar", "squashed_gates-trio_hier"],
+    indirect=["gates_kept"],
+)
 def test_mixed_precision_matmuls_in_bfloat16_with_float32_params_and_outputs(family, gates_kept):
     spec, batch, model, params = initialised(family)
     mixed = MusicVAE(dataclasses.replace(spec, compute_dtype="bfloat16"))
@@ -386,19 +399,21 @@ def test_mixed_precision_matmuls_in_bfloat16_with_float32_params_and_outputs(fam
     assert jax.tree.structure(jax.eval_shape(lambda: mixed.init(KEY, batch, KEY, train=False))) == jax.tree.structure(
         params
     )
-    apply = lambda m, p: m.apply(p, batch, KEY, train=False, use_mean=True)  # noqa: E731
-    full, half = (jax.jit(lambda p, m=m: apply(m, p))(params) for m in (model, mixed))
-    for name, raw in half["raw"].items():
-        assert raw.dtype == jnp.float32
-        np.testing.assert_allclose(raw, full["raw"][name], rtol=0.05, atol=0.05)
-    assert not np.allclose(half["raw"][spec.parts[0].name], full["raw"][spec.parts[0].name], rtol=1e-6, atol=1e-6)
+    apply = lambda m, p: m.apply(p, batch, KEY, train=False, use_mean=True)["raw"]  # noqa: E731
     jaxpr = str(jax.make_jaxpr(lambda p: apply(mixed, p))(params))
     assert "preferred_element_type=float32" in jaxpr and "bf16" in jaxpr
 
     def loss(p, m):
-        return jnp.sum(apply(m, p)["raw"][spec.parts[0].name] ** 2)
+        raw = apply(m, p)
+        return jnp.sum(raw[spec.parts[0].name] ** 2), raw
 
-    grads, full_grads = (jax.jit(jax.grad(lambda p, m=m: loss(p, m)))(params) for m in (mixed, model))
+    # One compiled program per model gives both the outputs and the gradients.
+    (_, half), grads = jax.jit(jax.value_and_grad(lambda p: loss(p, mixed), has_aux=True))(params)
+    (_, full), full_grads = jax.jit(jax.value_and_grad(lambda p: loss(p, model), has_aux=True))(params)
+    for name, raw in half.items():
+        assert raw.dtype == jnp.float32
+        np.testing.assert_allclose(raw, full[name], rtol=0.05, atol=0.05)
+    assert not np.allclose(half[spec.parts[0].name], full[spec.parts[0].name], rtol=1e-6, atol=1e-6)
     assert all(g.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
     # Every gradient within bfloat16's rounding of the float32 one (a wrongly
     # transposed product in the backward pass would be nowhere near).

@@ -132,6 +132,26 @@ def test_slerp_keeps_the_ends_and_the_norm_of_equal_vectors():
     np.testing.assert_allclose(np.linalg.norm(slerp(a, b, 0.3)), 1.0)
 
 
+def test_bad_requests_are_named(drums_run, tmp_path):
+    """What the CLI reports in one line (below): the flag, the file, the folder at fault."""
+    with pytest.raises(FileNotFoundError, match="expected a folder WORKDIR/checkpoints/STEP"):
+        Generator.restore(checkpoint=drums_run)
+    with pytest.raises(FileNotFoundError, match="no checkpoint 99 in"):
+        Generator.restore(checkpoint=drums_run / "checkpoints" / "99")
+    with pytest.raises(ValueError, match="config.model.compute_dtype must be"):
+        Generator.restore(drums_run, compute_dtype="float16")
+    generator = Generator.restore(drums_run)
+    from helpers import note, steps, write_track_midi
+
+    melody_only = write_track_midi(tmp_path / "melody.mid", [note(0, steps(64), 60)])
+    with pytest.raises(ValueError, match="melody.mid: no usable drums_2bar window"):
+        run(generator, "reconstruct", tmp_path / "out", inputs=[str(melody_only)])
+    with pytest.raises(ValueError, match="--mode interpolate takes two --input files"):
+        run(generator, "interpolate", tmp_path / "out", inputs=[str(melody_only)])
+    with pytest.raises(ValueError, match="--steps must be >= 2"):
+        run(generator, "interpolate", tmp_path / "out", inputs=[str(melody_only)] * 2, steps=1)
+
+
 def test_cli_errors_are_one_line(drums_run, tmp_path):
     def sample(*args):
         return subprocess.run(
@@ -140,20 +160,11 @@ def test_cli_errors_are_one_line(drums_run, tmp_path):
 
     empty = tmp_path / "empty"
     empty.mkdir()
-    cases = [
+    cases = [  # one per way a run can fail: restoring, absl's flags, the mode's own checks
         ([f"--workdir={empty}"], "no checkpoint"),
         ([f"--workdir={drums_run}", "--mode=wiggle"], "--mode"),
-        ([f"--workdir={drums_run}", "--compute_dtype=float16"], "--compute_dtype"),
         ([f"--workdir={drums_run}", "--mode=reconstruct"], "exactly one --input"),
-        ([f"--checkpoint={drums_run}"], "expected a folder WORKDIR/checkpoints/STEP"),
     ]
-    melody_only = tmp_path / "melody.mid"
-    from helpers import note, steps, write_track_midi
-
-    write_track_midi(melody_only, [note(0, steps(64), 60)])
-    cases.append(
-        ([f"--workdir={drums_run}", "--mode=reconstruct", f"--input={melody_only}"], "no usable drums_2bar window")
-    )
     for args, message in cases:
         result = sample(*args)
         assert result.returncode != 0 and message in result.stderr, (args, result.stderr)
