@@ -219,7 +219,7 @@ def clip_by_global_norm(max_norm: float) -> optax.GradientTransformation:
 
 
 def example_batch(spec: ModelSpec, batch_size: int) -> dict[str, np.ndarray]:
-    """A zero batch of the right layout, to initialise parameters."""
+    """A zero batch of the right layout, to trace or compile the model with."""
     fields = get_representation(spec.representation).fields
     batch = {
         name: np.zeros((batch_size, *f.shape), np.int32 if len(f.shape) == 1 else np.float32)
