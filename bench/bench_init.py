@@ -3,8 +3,9 @@
     python bench/bench_init.py [--configs trio,mel_2bar,mel_16bar] [--variant real|tiny]
 
 "pass": `model.init` through a reconstruction pass, jitted (how create_state
-did it before 2026-11-27). "init_params": the initialisers alone, op by op
-(`musicvae_jax.models.vae.init_params`). Both give the same values.
+did it before 2026-11-27). "init_params": the initialisers alone, each
+compiled once per shape (`musicvae_jax.models.vae.init_params`; op by op
+until the evening of 2026-11-27). Both give the same values.
 """
 
 from __future__ import annotations

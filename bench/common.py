@@ -121,7 +121,7 @@ def torch_allocator() -> str:
     steps by up to 2x, so the baseline runs in a process of its own
     (`torch_caller`).
     """
-    return host_memory.keep_freed_memory(one_arena=False)
+    return host_memory.keep_freed_memory()
 
 
 def torch_setup(device: str) -> str:

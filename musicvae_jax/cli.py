@@ -62,8 +62,9 @@ def run(
     flags.DEFINE_bool(
         "keep_freed_host_memory",
         None,
-        "Keep freed host memory for reuse (glibc malloc: one arena, no trimming): CPU steps skip re-mapping their "
-        "temporaries; resident memory stays at its peak. Default: on where JAX runs on the CPU alone.",
+        "Keep freed host memory for reuse (glibc malloc: no trimming; one arena where CPU dispatch is asynchronous): "
+        "CPU steps skip re-mapping their temporaries; resident memory stays at its peak. Default: on where JAX runs "
+        "on the CPU alone.",
     )
 
     flags.DEFINE_bool(

@@ -1,22 +1,24 @@
 """glibc's malloc told to keep freed host memory, so a CPU step's temporaries are not mapped afresh every step.
 
-XLA's CPU client runs a step on threads of its own, each with its own malloc
-arena, and glibc hands large freed blocks back to the system. Every
-training step then maps its temporaries anew: 18,000 page faults a step
-for mel_2bar_small at batch 32, about a tenth of the step (BENCHMARKS.md).
-One arena, an mmap threshold of 2 GiB and no trimming keep the memory for
-the next step; the process's resident memory stays at its peak instead.
-Only arenas made afterwards follow the settings, so this runs before JAX
-starts its threads (before the first computation). It is for CPU runs:
-on accelerators the steps' temporaries live on the device, and in a
-process where JAX runs, one arena slowed the in-process Grain loader by
-a fifth to a half once it had trained (BENCHMARKS.md).
+glibc hands large freed blocks back to the system, so every training step
+mapped its temporaries anew: 18,000 page faults a step for mel_2bar_small
+at batch 32, about a tenth of the step (BENCHMARKS.md). An mmap threshold
+of 2 GiB and no trimming keep the memory for the next step; the process's
+resident memory stays at its peak instead. Only arenas made afterwards
+follow the settings, so this runs before JAX starts its threads (before
+the first computation). It is for CPU runs: on accelerators the steps'
+temporaries live on the device.
 
 Dispatch is made synchronous on the CPU too (`synchronous_cpu_dispatch`):
 queued one after another, a step asks for its temporaries block before the
 step before it has handed its block back, and glibc grows the heap for it:
 the trio's 1.1-GiB block cost some steps 300,000 page faults and a second
-(BENCHMARKS.md).
+(BENCHMARKS.md). Synchronous, the thread that calls a step allocates its
+temporaries, so its arena finds them again and each thread keeps its own
+arena. With dispatch left asynchronous XLA's threads allocate them, and
+only one arena for the whole process finds them again; but one arena
+made Grain's in-process reading half as fast once JAX had trained, and
+PyTorch in the same process up to 2x slower (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -32,12 +34,11 @@ M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8  # mallopt options,
 LARGEST = 2**31 - 1  # mallopt takes an int
 
 
-def keep_freed_memory(one_arena: bool = True) -> str:
+def keep_freed_memory(one_arena: bool = False) -> str:
     """Sets glibc's malloc up as above; returns a line saying what it did (nothing where libc is not glibc).
 
-    `one_arena=False` raises the thresholds only, leaving each thread its
-    arena: the PyTorch baseline's set-up (bench/common.py), which one
-    arena slowed.
+    `one_arena` also has every thread allocate from one arena: for JAX's
+    asynchronous dispatch, where XLA's threads allocate a step's temporaries.
     """
     if not sys.platform.startswith("linux"):
         return "default allocator (not Linux)"
@@ -69,10 +70,12 @@ def set_up(keep: bool | None = None, synchronous: bool | None = None) -> str | N
     """`keep_freed_memory` and `synchronous_cpu_dispatch` where their arguments say so, or by default where JAX
     runs on the CPU alone; what was done in one line, else None."""
     on_cpu = cpu_only() if None in (keep, synchronous) else False  # looks the plugins up once
+    keep = on_cpu if keep is None else keep
+    synchronous = on_cpu if synchronous is None else synchronous
     done = []
-    if on_cpu if keep is None else keep:
-        done.append(keep_freed_memory())
-    if on_cpu if synchronous is None else synchronous:
+    if keep:
+        done.append(keep_freed_memory(one_arena=not synchronous))
+    if synchronous:
         done.append(synchronous_cpu_dispatch())
     return "; ".join(done) or None
 

@@ -16,6 +16,7 @@ import dataclasses
 import functools
 import math
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -235,9 +236,15 @@ def create_state(spec: ModelSpec, train: TrainSpec, rng: jax.Array) -> train_sta
     params = init_params(model, rng)["params"]
     # No apply_fn: the steps take the model as an argument, and a bound method (compared by its instance's
     # identity) would give every state a tree structure of its own, which no jitted step could be reused for.
-    state = train_state.TrainState.create(apply_fn=None, params=params, tx=make_optimizer(train))
-    # A strong int32 step, as a restored one is: a fresh run and a resumed one then run one compiled step.
-    return state.replace(step=jnp.zeros((), jnp.int32))
+    tx = make_optimizer(train)
+    return train_state.TrainState(
+        # A strong int32 step, as a restored one is: a fresh run and a resumed one then run one compiled step.
+        step=jnp.zeros((), jnp.int32),
+        apply_fn=None,
+        params=params,
+        tx=tx,
+        opt_state=jax.jit(tx.init)(params),  # one program, not one per shape of Adam's zeros
+    )
 
 
 def abstract_state(
@@ -353,6 +360,23 @@ class _Preemption:
             signal.signal(signal.SIGTERM, self._previous)
 
 
+def _summary_writer_class():
+    """tensorboardX's SummaryWriter, imported without PyTorch.
+
+    tensorboardX imports torch wherever it is installed (for torch tensors we never log): 1.8 s of every
+    run's start-up (BENCHMARKS.md). Hidden while tensorboardX loads, unless something imported it already.
+    """
+    hide = "torch" not in sys.modules
+    if hide:
+        sys.modules["torch"] = None  # `import torch` raises ImportError; tensorboardX falls back to numpy
+    try:
+        from tensorboardX import SummaryWriter
+    finally:
+        if hide:
+            del sys.modules["torch"]
+    return SummaryWriter
+
+
 class MetricWriter:
     """TensorBoard event files (tensorboardX) and console lines, on process 0 only."""
 
@@ -360,9 +384,7 @@ class MetricWriter:
         self.enabled = enabled
         self._writer = None
         if enabled:
-            from tensorboardX import SummaryWriter
-
-            self._writer = SummaryWriter(str(workdir / "tensorboard"))
+            self._writer = _summary_writer_class()(str(workdir / "tensorboard"))
 
     def scalars(self, step: int, prefix: str, metrics: dict[str, float]) -> None:
         if self._writer is not None:

@@ -1,4 +1,5 @@
-"""The entry point as a user runs it: built-in default, a given data folder, and flag errors."""
+"""The entry point as a user runs it: the built-in default, start-up errors (flags, values, a data folder of the
+wrong kind). A given data folder trains in tests/test_distributed.py."""
 
 import subprocess
 import sys
@@ -76,13 +77,15 @@ def test_host_memory_is_set_up_before_main_on_a_cpu_unless_turned_off(tmp_path):
     bad = "--config.batch_size=0"  # stops in main, after the set-up
     on = run_main(f"--workdir={tmp_path}", bad)
     no_keep = run_main(f"--workdir={tmp_path}", bad, "--nokeep_freed_host_memory")
-    off = run_main(f"--workdir={tmp_path}", bad, "--nokeep_freed_host_memory", "--nosynchronous_cpu_dispatch")
-    assert on.returncode == no_keep.returncode == off.returncode == 2
-    assert ("host memory: glibc malloc: one arena, freed memory kept" in on.stderr) == host_memory.cpu_only()
+    asynchronous = run_main(f"--workdir={tmp_path}", bad, "--nosynchronous_cpu_dispatch")
+    assert on.returncode == no_keep.returncode == asynchronous.returncode == 2
+    assert ("host memory: glibc malloc: an arena per thread, freed memory kept" in on.stderr) == host_memory.cpu_only()
     assert ("CPU dispatch synchronous" in on.stderr) == host_memory.cpu_only()
     assert "glibc" not in no_keep.stderr
     assert ("host memory: CPU dispatch synchronous" in no_keep.stderr) == host_memory.cpu_only()
-    assert "host memory" not in off.stderr
+    # XLA's threads allocate asynchronous steps' temporaries: only one arena for all finds them again.
+    assert ("host memory: glibc malloc: one arena, freed memory kept" in asynchronous.stderr) == host_memory.cpu_only()
+    assert "CPU dispatch synchronous" not in asynchronous.stderr
     assert not (tmp_path / "demo_midi").exists()  # nothing ran
 
 
@@ -94,12 +97,4 @@ def test_data_path_must_hold_the_configured_representation(tmp_path):
     convert([str(tmp_path / "midi")], tmp_path / "drums", "drums_2bar", workers=1)
     wrong = run_main(f"--workdir={tmp_path}", f"--config.data.path={tmp_path / 'drums'}")
     assert wrong.returncode == 2 and "holds drums_2bar data" in wrong.stderr
-    right = run_main(
-        f"--workdir={tmp_path / 'run'}",
-        "--config=configs/drums_2bar.py:tiny",
-        *SHORT,
-        f"--config.data.path={tmp_path / 'drums'}",
-        "--config.train.num_steps=2",
-    )
-    assert right.returncode == 0, right.stderr
-    assert "model: drums_2bar, flat" in right.stdout
+    assert "Traceback" not in wrong.stderr and not (tmp_path / "checkpoints").exists()

@@ -1,6 +1,7 @@
 """Training: every family overfits real examples, steps skip, runs resume exactly, stop cleanly."""
 
 import functools
+import importlib.util
 import json
 import logging
 import os
@@ -9,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -17,6 +19,7 @@ import numpy as np
 import optax
 import pytest
 from array_record.python.array_record_module import ArrayRecordReader, ArrayRecordWriter
+from etils import epath
 from helpers import GROOVE_DIR, REPO
 
 from configs import drums_2bar, groovae, mel_2bar, mel_16bar, trio
@@ -182,42 +185,69 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(corpora, tmp_path, cap
     jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-5, atol=1e-6), a, b)
 
 
-def test_sigterm_saves_a_checkpoint_and_the_run_resumes(corpora, tmp_path):
+def test_sigterm_saves_a_checkpoint_and_the_run_resumes(corpora, tmp_path, capsys):
+    """A preemption notice mid-run, delivered to this process: the run's own handler has the loop save the step
+    it reached and return; the same run asked for more steps resumes there. (Real processes, their exit codes
+    and several of them agreeing on a step: tests/test_distributed.py.)"""
     data_dir = converted(corpora, "melody_2bar", "demo")
-    command = [
-        sys.executable,
-        "-u",
-        "-m",
-        "musicvae_jax.main",
-        f"--workdir={tmp_path}",
-        "--config=configs/mel_2bar.py:tiny",
-        f"--config.data.path={data_dir}",
-        "--config.batch_size=8",
-        "--config.train.log_every=1",
-        "--config.train.eval_every=100000",
-        f"--config.compilation_cache_dir={tmp_path / 'xla_cache'}",  # the resumed run reads the first run's programs
-        "--config.train.num_steps=100000",
-    ]
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines = []
-    deadline = time.time() + 240
-    for line in process.stdout:
-        lines.append(line)
-        if line.startswith("step 3/") or time.time() > deadline:
-            break
-    process.send_signal(signal.SIGTERM)
-    rest, _ = process.communicate(timeout=120)
-    output = "".join(lines) + rest
-    assert process.returncode == 0, output
-    stopped = [line for line in output.splitlines() if line.startswith("stopped by SIGTERM at step")]
+    running = tmp_path / "checkpoints" / "4"  # once saved, the run's handler is in place and steps go on
+
+    def notice():
+        deadline = time.time() + 240
+        while not running.is_dir() and time.time() < deadline:
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    def outside_the_run(signum, frame):
+        raise AssertionError("SIGTERM arrived outside the training run")
+
+    previous = signal.signal(signal.SIGTERM, outside_the_run)
+    sender = threading.Thread(target=notice, daemon=True)
+    sender.start()
+    try:
+        train.train_and_evaluate(tiny_run_config(num_steps=100_000), tmp_path, data_dir)
+    finally:
+        sender.join()
+        signal.signal(signal.SIGTERM, previous)
+    output = capsys.readouterr().out
+    stopped = re.search(r"^stopped by SIGTERM at step (\d+); checkpoint saved$", output, re.MULTILINE)
     assert stopped, output
-    step = int(stopped[0].split("step ")[1].split(";")[0])
-    assert (tmp_path / "checkpoints" / str(step)).is_dir()
-    again = subprocess.run(
-        command[:-1] + [f"--config.train.num_steps={step + 2}"], cwd=REPO, capture_output=True, text=True, timeout=300
-    )
-    assert again.returncode == 0, again.stderr
-    assert f"steps {step} -> {step + 2}" in again.stdout
+    step = int(stopped[1])
+    assert step >= 4 and (tmp_path / "checkpoints" / str(step)).is_dir()
+    train.train_and_evaluate(tiny_run_config(num_steps=step + 2), tmp_path, data_dir)
+    assert f"steps {step} -> {step + 2}" in capsys.readouterr().out
+
+
+def tensorboard_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
+    """(step, value) per tag from the TFRecord event files in `folder`, read with TensorBoard's protos."""
+    from tensorboardX.proto.event_pb2 import Event
+
+    found: dict[str, list[tuple[int, float]]] = {}
+    for path in sorted(folder.glob("events.out.tfevents.*")):
+        data, at = path.read_bytes(), 0
+        while at < len(data):  # a record: length (8 bytes), its CRC (4), the data, its CRC (4)
+            length = int.from_bytes(data[at : at + 8], "little")
+            event = Event.FromString(data[at + 12 : at + 12 + length])
+            at += 16 + length
+            for value in event.summary.value:
+                found.setdefault(value.tag, []).append((event.step, value.simple_value))
+    return found
+
+
+def test_metrics_are_written_for_tensorboard_without_importing_torch(tmp_path):
+    writer = train.MetricWriter(epath.Path(tmp_path), enabled=True)
+    writer.scalars(4, "train", {"loss": 2.5, "accuracy/tokens": 0.25})
+    writer.scalars(8, "train", {"loss": 1.5, "accuracy/tokens": 0.5})
+    writer.close()
+    scalars = tensorboard_scalars(tmp_path / "tensorboard")
+    assert scalars == {"train/loss": [(4, 2.5), (8, 1.5)], "train/accuracy/tokens": [(4, 0.25), (8, 0.5)]}
+    if importlib.util.find_spec("torch") is None:
+        return  # nothing to hide here; where PyTorch is installed, tensorboardX would import it (1.8 s)
+    workdir = str(tmp_path / "again")
+    script = "import sys; from etils import epath; from musicvae_jax import train; "
+    script += f"train.MetricWriter(epath.Path({workdir!r}), True).close(); print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.stdout.split() == ["False"], result.stderr
 
 
 def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(corpora, tmp_path):

@@ -34,11 +34,11 @@ import jax
 import jax.numpy as jnp
 
 from musicvae_jax.models.lstm import (
+    LECUN_NORMAL,
     LayerWeights,
     LSTMStackWeights,
     dot,
     inverted_dropout_masks,
-    out_major,
     projected_cell_step,
     run_projected_layer,
     run_stack,
@@ -70,10 +70,9 @@ class CoreWeights(nn.Module):
     @nn.compact
     def __call__(self, cond_size: int) -> dict:
         spec = self.spec
-        dense_init = out_major(nn.initializers.lecun_normal())
         dtype = jnp.dtype(spec.compute_dtype)
-        init_kernel = self.param("init_kernel", dense_init, (2 * sum(spec.sizes), cond_size))
-        head_kernel = self.param("head_kernel", dense_init, (spec.input_depth, spec.sizes[-1]))
+        init_kernel = self.param("init_kernel", LECUN_NORMAL, (2 * sum(spec.sizes), cond_size))
+        head_kernel = self.param("head_kernel", LECUN_NORMAL, (spec.input_depth, spec.sizes[-1]))
         return {
             "lstm": LSTMStackWeights(spec.sizes, dtype=dtype, name="lstm")(spec.input_depth + cond_size),
             "init_kernel": init_kernel.astype(dtype),

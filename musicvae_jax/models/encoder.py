@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from musicvae_jax.models.lstm import (
+    LECUN_NORMAL_IN_OUT,
     LSTMStackWeights,
     reverse_by_length,
     run_layer,
@@ -43,8 +44,8 @@ class BidirectionalEncoder(nn.Module):
         dtype = jnp.dtype(self.compute_dtype)
         self.forward = LSTMStackWeights(self.sizes, True, dtype)
         self.backward = LSTMStackWeights(self.sizes, True, dtype)
-        self.mu = nn.Dense(self.z_size, dtype=dtype)
-        self.sigma = nn.Dense(self.z_size, dtype=dtype)
+        self.mu = nn.Dense(self.z_size, dtype=dtype, kernel_init=LECUN_NORMAL_IN_OUT)
+        self.sigma = nn.Dense(self.z_size, dtype=dtype, kernel_init=LECUN_NORMAL_IN_OUT)
 
     def create_weights(self, input_size: int) -> None:
         """Creates every parameter without tracing a pass over a sequence."""

@@ -168,18 +168,33 @@ def one_hot_columns_gradient(kernel: jax.Array, tokens: jax.Array, g: jax.Array)
 gather_columns.defvjp(_gather_columns_fwd, _gather_columns_bwd)
 
 
+def compiled_initializer(init):
+    """`init` compiled as one program per shape and dtype.
+
+    Run op by op, an initializer compiled four to six small programs (the random draw, scaling, factorisation,
+    transpose), and those compiles were most of a small model's start-up (BENCHMARKS.md). Make each one once,
+    at import: the compiled programs belong to the function object.
+    """
+    return jax.jit(init, static_argnums=(1, 2))
+
+
 def out_major(init):
     """An initializer for an [out, in] kernel with the distribution `init` gives an [in, out] one."""
-
-    def initialize(key, shape, dtype=jnp.float32):
-        return init(key, shape[::-1], dtype).T
-
-    return initialize
+    return compiled_initializer(lambda key, shape, dtype=jnp.float32: init(key, shape[::-1], dtype).T)
 
 
-def _lstm_bias_init(key, shape, dtype=jnp.float32):
+GLOROT_UNIFORM = out_major(nn.initializers.glorot_uniform())
+ORTHOGONAL = out_major(nn.initializers.orthogonal())
+LECUN_NORMAL = out_major(nn.initializers.lecun_normal())
+LECUN_NORMAL_IN_OUT = compiled_initializer(nn.initializers.lecun_normal())  # nn.Dense's default, [in, out]
+
+
+def _lstm_bias(key, shape, dtype=jnp.float32):
     hidden = shape[0] // 4
     return jnp.zeros(shape, dtype).at[2 * hidden : 3 * hidden].set(1.0)
+
+
+LSTM_BIAS = compiled_initializer(_lstm_bias)
 
 
 class LSTMStackWeights(nn.Module):
@@ -196,13 +211,13 @@ class LSTMStackWeights(nn.Module):
     def __call__(self, input_size: int) -> list[LayerWeights]:
         weights = []
         for i, hidden in enumerate(self.sizes):
-            w_x = self.param(f"w_x_{i}", out_major(nn.initializers.glorot_uniform()), (4 * hidden, input_size))
-            w_h = self.param(f"w_h_{i}", out_major(nn.initializers.orthogonal()), (4 * hidden, hidden))
+            w_x = self.param(f"w_x_{i}", GLOROT_UNIFORM, (4 * hidden, input_size))
+            w_h = self.param(f"w_h_{i}", ORTHOGONAL, (4 * hidden, hidden))
             weights.append(
                 {
                     "w_x": w_x.astype(self.dtype),
                     "w_h": w_h.astype(self.dtype),
-                    "b": self.param(f"b_{i}", _lstm_bias_init, (4 * hidden,)),
+                    "b": self.param(f"b_{i}", LSTM_BIAS, (4 * hidden,)),
                 }
             )
             input_size = 2 * hidden if self.bidirectional else hidden

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from musicvae_jax.models import decoders
 from musicvae_jax.models.decoders import CoreSpec, CoreWeights
 from musicvae_jax.models.encoder import BidirectionalEncoder, InputProjection
-from musicvae_jax.models.lstm import LSTMStackWeights, out_major, reverse_by_length, run_stack
+from musicvae_jax.models.lstm import LECUN_NORMAL, LSTMStackWeights, reverse_by_length, run_stack
 from musicvae_jax.models.parts import Part, parts_for
 
 
@@ -90,8 +90,7 @@ class ConductorWeights(nn.Module):
     @nn.compact
     def __call__(self, z_size: int) -> dict:
         dtype = jnp.dtype(self.compute_dtype)
-        init = out_major(nn.initializers.lecun_normal())
-        init_kernel = self.param("init_kernel", init, (2 * sum(self.sizes), z_size))
+        init_kernel = self.param("init_kernel", LECUN_NORMAL, (2 * sum(self.sizes), z_size))
         return {
             "lstm": LSTMStackWeights(self.sizes, dtype=dtype, name="lstm")(1),
             "init_kernel": init_kernel.astype(dtype),
@@ -234,7 +233,8 @@ def init_params(model: MusicVAE, rng: jax.Array) -> dict:
     """Fresh variables {"params": ...}: the values `model.init` through a reconstruction pass gives.
 
     Through the pass, init traces and compiles the whole model only for XLA
-    to drop it again; here only the initialisers run, op by op, and their
-    compiled ops serve every later model with the same shapes (BENCHMARKS.md).
+    to drop it again; here only the initialisers run, each compiled once per
+    shape (`lstm.compiled_initializer`), and their programs serve every later
+    model with the same shapes (BENCHMARKS.md).
     """
     return model.init(rng, method=MusicVAE.create_weights)
