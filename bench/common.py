@@ -117,9 +117,10 @@ def torch_allocator() -> str:
     Without it glibc maps every large block afresh and returns it at free,
     and the page faults of PyTorch's per-step temporaries cost its LSTM
     steps 25-50% here; PyTorch's guide gets the same from jemalloc or
-    tcmalloc (BENCHMARKS.md). Our entry points' one arena slowed PyTorch's
-    steps by up to 2x, so the baseline runs in a process of its own
-    (`torch_caller`).
+    tcmalloc (BENCHMARKS.md). One arena (the entry points' set-up until
+    2026-11-27, and still theirs with asynchronous dispatch) slowed
+    PyTorch's steps by up to 2x, so the baseline runs in a process of its
+    own (`torch_caller`).
     """
     return host_memory.keep_freed_memory()
 
