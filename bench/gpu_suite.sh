@@ -69,7 +69,7 @@ PY
     --config.train.log_every=10
   # Sampling 32 sequences per family at reference size (compile time, then the best of 3 calls).
   stage "${SAMPLE_LIMIT:-90}" python3 bench/bench_sample.py --size real
-  # Start-up: creating the parameters through a traced pass against the initialisers op by op (fresh processes).
+  # Start-up: creating the parameters through a traced pass against the initialisers alone (fresh processes).
   stage "${INIT_LIMIT:-70}" python3 bench/bench_init.py --configs "${INIT_CONFIGS:-trio,mel_2bar}"
 
   stage "${FLOAT32_LIMIT:-120}" "${suite[@]}" --only "$only"
