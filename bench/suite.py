@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_input import batches_per_second  # noqa: E402
+from bench_input import READINGS, batches_per_second  # noqa: E402
 from bench_sample import sample_seconds  # noqa: E402
 from bench_train import CONFIGS, matmul_flops_per_second, random_batch, time_config  # noqa: E402
 from common import (  # noqa: E402
@@ -127,7 +127,7 @@ def time_torch(config, steps: int, device: str = "cpu") -> dict | None:
 
 
 def input_rates(representations: dict[str, float], batch: int, batches: int) -> list[dict]:
-    """Grain batches/s per representation (0 and 2 workers) against the fastest step that reads it."""
+    """Grain batches/s per representation (bench_input.READINGS) against the fastest step that reads it."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -135,19 +135,22 @@ def input_rates(representations: dict[str, float], batch: int, batches: int) -> 
         for name, consumption in sorted(representations.items()):
             groove = GROOVE_DIR.is_dir() and (name.startswith("drums") or name.startswith("groove"))
             convert([str(GROOVE_DIR if groove else tmp / "demo_midi")], tmp / name, name)
-            for workers in (0, 2):
-                rate = batches_per_second(tmp / name, batch, batches, workers) * batch
+            for workers, cached in READINGS:
+                rate = batches_per_second(tmp / name, batch, batches, workers, cached) * batch
+                where = "memory" if cached else "shards"
                 rows.append(
                     {
                         "representation": name,
                         "corpus": "groove" if groove else "demo",
                         "workers": workers,
+                        "read_from": where,
                         "examples_per_s": rate,
                         "step_consumes_examples_per_s": consumption,
                         "ratio": rate / consumption,
                     }
                 )
-                print(f"input {name} workers={workers}: {rate:,.0f} examples/s, {rate / consumption:.0f}x the step")
+                ratio = rate / consumption
+                print(f"input {name} workers={workers} from {where}: {rate:,.0f} examples/s, {ratio:.0f}x the step")
     return rows
 
 
@@ -187,11 +190,12 @@ def markdown(results: dict) -> str:
     for r in results.get("errors", []):
         lines.append(f"| {r['config']} | {r['size']} | {r['batch']} | {r['steps']} | failed: {r['error'][:120]} |")
     if results["input"]:
-        lines += ["", "| representation | corpus | workers | examples/s | step consumes | loader / step |"]
-        lines.append("|---|---|---|---|---|---|")
+        lines += ["", "| representation | corpus | workers | read from | examples/s | step consumes | loader / step |"]
+        lines.append("|---|---|---|---|---|---|---|")
         for r in results["input"]:
             lines.append(
-                f"| {r['representation']} | {r['corpus']} | {r['workers']} | {r['examples_per_s']:,.0f} | "
+                f"| {r['representation']} | {r['corpus']} | {r['workers']} | {r['read_from']} | "
+                f"{r['examples_per_s']:,.0f} | "
                 f"{r['step_consumes_examples_per_s']:,.0f} | {r['ratio']:.0f}x |"
             )
     if results["sample"]:

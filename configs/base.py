@@ -22,6 +22,9 @@ def get_base_config() -> ConfigDict:
     config.data.train_split = "train"
     config.data.eval_split = "eval"
     config.data.num_workers = 0  # Grain worker processes; 0 reads in-process
+    # A train split whose records take at most this many MB (as stored) is kept in memory after their first
+    # read, in each process and worker; from the second epoch on, batches come from there. 0: always read shards.
+    config.data.cache_mb = 1024
     config.data.transpose_range = (0, 0)  # semitones, melodic parts only
     config.data.demo_songs = 64
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import grain
 import numpy as np
-from absl import flags
+from absl import flags, logging
 
 from musicvae_jax import records
 from musicvae_jax.convert import METADATA_FILE
@@ -52,26 +52,44 @@ def shard_paths(data_dir: str | Path, split: str, metadata: dict | None = None) 
     return [str(Path(data_dir) / name) for name in sorted(metadata["splits"][split]["shards"])]
 
 
+def _stack_fields(examples: list[dict[str, Any]], fields: dict[str, dict]) -> dict[str, np.ndarray]:
+    """Examples -> each field's rows [len(examples), ...] as stored; a shape that disagrees with the metadata
+    is an error."""
+    rows = {}
+    for name, spec in fields.items():
+        values = [np.asarray(example[name]) for example in examples]
+        for value in values:
+            if list(value.shape) != list(spec["shape"]):
+                raise ValueError(f"record field {name} has shape {value.shape}, metadata says {spec['shape']}")
+        rows[name] = np.stack(values) if values else np.zeros((0, *spec["shape"]), spec["dtype"])
+    return rows
+
+
+def _model_batch(rows: dict[str, np.ndarray], fields: dict[str, dict], batch_size: int) -> dict[str, np.ndarray]:
+    """Field rows [k, ...] (k <= batch_size) -> the model's batch: tokens int32, groove values float32, then
+    zero rows of weight 0."""
+    batch = {}
+    for name, spec in fields.items():
+        batch[name] = np.zeros((batch_size, *spec["shape"]), np.int32 if len(spec["shape"]) == 1 else np.float32)
+        batch[name][: len(rows[name])] = rows[name]
+    weights = np.zeros(batch_size, np.float32)
+    weights[: len(next(iter(rows.values())))] = 1.0
+    steps = next(iter(fields.values()))["shape"][0]
+    return {**batch, "lengths": np.full(batch_size, steps, np.int32), "weights": weights}
+
+
 def batch_arrays(examples: list[dict[str, Any]], fields: dict[str, dict], batch_size: int) -> dict[str, np.ndarray]:
     """Examples -> one batch for the model, padded with zero rows of weight 0 up to `batch_size`.
 
     Tokens [steps] become int32 rows, groove values [steps, 9] float32 rows;
     a field whose shape disagrees with the metadata is an error.
     """
-    batch = {
-        name: np.zeros((batch_size, *spec["shape"]), np.int32 if len(spec["shape"]) == 1 else np.float32)
-        for name, spec in fields.items()
-    }
-    for row, example in enumerate(examples):
-        for name, spec in fields.items():
-            value = np.asarray(example[name])
-            if list(value.shape) != list(spec["shape"]):
-                raise ValueError(f"record field {name} has shape {value.shape}, metadata says {spec['shape']}")
-            batch[name][row] = value
-    weights = np.zeros(batch_size, np.float32)
-    weights[: len(examples)] = 1.0
-    steps = next(iter(fields.values()))["shape"][0]
-    return {**batch, "lengths": np.full(batch_size, steps, np.int32), "weights": weights}
+    return _model_batch(_stack_fields(examples, fields), fields, batch_size)
+
+
+def record_bytes(fields: dict[str, dict]) -> int:
+    """The bytes one record's arrays take in memory as stored (the dtypes in the metadata)."""
+    return sum(int(np.prod(spec["shape"])) * np.dtype(spec["dtype"]).itemsize for spec in fields.values())
 
 
 class _BatchIndices(grain.MapDataset):
@@ -127,19 +145,57 @@ class _BatchIndices(grain.MapDataset):
 
 
 class _ReadBatch(grain.transforms.Map):
-    """Record indices (-1: padding) -> the batch of those records' arrays, cast for the model."""
+    """Record indices (-1: padding) -> the batch of those records' arrays, cast for the model.
 
-    def __init__(self, source: grain.sources.ArrayRecordDataSource, fields: dict[str, dict]):
-        self._source, self._fields = source, fields
+    With `cache`, each record's arrays are kept in memory (as stored: tokens
+    uint8/uint16, groove values uint8/float16) after its first read, so from
+    the second epoch on a batch is gathered from memory instead of read and
+    decoded record by record. Grain pickles this object into its workers
+    without the arrays; each process allocates its own (pages are only
+    committed as records arrive).
+    """
 
-    def map(self, indices: np.ndarray) -> dict[str, np.ndarray]:
-        keys = [int(i) for i in indices if i >= 0]
+    def __init__(self, source: grain.sources.ArrayRecordDataSource, fields: dict[str, dict], *, cache: bool):
+        self._source, self._fields, self._cache = source, fields, cache
+        self._allocate()
+
+    def _allocate(self) -> None:
+        n = len(self._source) if self._cache else 0
+        self._arrays = {name: np.zeros((n, *spec["shape"]), spec["dtype"]) for name, spec in self._fields.items()}
+        self._filled = np.zeros(n, bool)
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k not in ("_arrays", "_filled")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._allocate()
+
+    def _read(self, keys: np.ndarray) -> list[dict[str, Any]]:
         # One batched read (each shard's records fetched together, the shards
         # in parallel): drums_2bar read 1.3-1.5x faster in a process that has
-        # trained than one record at a time (BENCHMARKS.md). A share of only
-        # padding reads nothing.
-        examples = [records.deserialize(r) for r in self._source.__getitems__(keys)] if keys else []
-        return batch_arrays(examples, self._fields, len(indices))
+        # trained than one record at a time (BENCHMARKS.md).
+        return [records.deserialize(r) for r in self._source.__getitems__(keys.tolist())]
+
+    def _gather(self, keys: np.ndarray) -> dict[str, np.ndarray]:
+        missing = np.unique(keys[~self._filled[keys]])
+        if missing.size:
+            fresh = _stack_fields(self._read(missing), self._fields)
+            for name, array in self._arrays.items():
+                if fresh[name].dtype != array.dtype:  # a cast could lose what the record holds
+                    raise ValueError(
+                        f"record field {name} is stored as {fresh[name].dtype}, metadata says {array.dtype}; "
+                        "convert the data again or set config.data.cache_mb=0"
+                    )
+                array[missing] = fresh[name]
+            self._filled[missing] = True
+        return {name: array[keys] for name, array in self._arrays.items()}
+
+    def map(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+        keys = np.asarray(indices)[np.asarray(indices) >= 0]  # padding rows are the last ones
+        if self._cache:
+            return _model_batch(self._gather(keys), self._fields, len(indices))
+        return batch_arrays(self._read(keys) if keys.size else [], self._fields, len(indices))
 
 
 class _Transpose(grain.transforms.RandomMap):
@@ -180,8 +236,14 @@ def make_dataset(
     process_count: int = 1,
     num_workers: int = 0,
     transpose_range: tuple[int, int] = (0, 0),
+    cache_mb: float = 0,
 ) -> grain.IterDataset:
-    """The Grain pipeline for one process's share of a split (see module docstring)."""
+    """The Grain pipeline for one process's share of a split (see module docstring).
+
+    A training split whose records take at most `cache_mb` MB as stored is
+    kept in memory after each record's first read (in every process and
+    worker that reads it); the batches are the same either way.
+    """
     if global_batch_size % process_count:
         raise ValueError(f"batch size {global_batch_size} does not divide over {process_count} processes")
     metadata = load_metadata(data_dir)
@@ -196,7 +258,17 @@ def make_dataset(
     if len(source) == 0:
         raise ValueError(f"{data_dir}: split {split!r} has no examples")
     ds = _BatchIndices(len(source), global_batch_size, process_index, process_count, train=train, seed=seed)
-    ds = ds.map(_ReadBatch(source, metadata["fields"]))
+    split_bytes = record_bytes(metadata["fields"]) * len(source)
+    cache = train and split_bytes <= cache_mb * 2**20
+    if cache:
+        logging.info(
+            "%s: the %s split's %d records (%.1f MB) are kept in memory after their first read",
+            data_dir,
+            split,
+            len(source),
+            split_bytes / 2**20,
+        )
+    ds = ds.map(_ReadBatch(source, metadata["fields"], cache=cache))
     if (low, high) != (0, 0):
         ds = ds.random_map(_Transpose(representation.melodic_fields, low, high), seed=seed + 1)
     ids = ds.to_iter_dataset(grain.ReadOptions(num_threads=0, prefetch_buffer_size=0))

@@ -92,6 +92,8 @@ def validate_config(config: ConfigDict) -> None:
         raise ValueError(f"config.batch_size must be >= 1, got {config.batch_size}")
     if config.data.num_workers < 0:
         raise ValueError(f"config.data.num_workers must be >= 0, got {config.data.num_workers}")
+    if not isinstance(config.data.cache_mb, (int, float)) or config.data.cache_mb < 0:
+        raise ValueError(f"config.data.cache_mb must be a number >= 0, got {config.data.cache_mb!r}")
     low_high = tuple(config.data.transpose_range)
     if len(low_high) != 2 or low_high[0] > low_high[1]:
         raise ValueError(f"config.data.transpose_range must be (low, high) with low <= high, got {low_high}")
@@ -479,6 +481,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str | Path, data_dir: str | 
         process_count=jax.process_count(),
         num_workers=config.data.num_workers,
         transpose_range=tuple(config.data.transpose_range),
+        cache_mb=config.data.cache_mb,
     )
     manager = checkpoints.make_manager(workdir, config.train.max_to_keep)
     start = manager.latest_step()

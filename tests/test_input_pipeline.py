@@ -1,11 +1,15 @@
 """Grain pipeline: batch layout, exact resume, per-process shares, eval padding, transposition."""
 
+import json
+import re
+import shutil
+
 import numpy as np
 import pytest
 
 from musicvae_jax.convert import convert
 from musicvae_jax.demo_corpus import write_demo_corpus
-from musicvae_jax.input_pipeline import _Transpose, make_iterator
+from musicvae_jax.input_pipeline import _Transpose, load_metadata, make_iterator
 
 
 @pytest.fixture(scope="module")
@@ -167,15 +171,77 @@ def test_transposition_in_the_pipeline_keeps_tokens_in_range(data):
 
 
 def test_worker_processes_deliver_and_restore(data):
-    kwargs = dict(global_batch_size=8, train=True, seed=3, num_workers=2)
-    iterator = make_iterator(data["melody_2bar"], "train", **kwargs)
+    """Workers (each with its own memory cache) deliver the batches read in-process from the shards."""
+    kwargs = dict(global_batch_size=64, train=True, seed=3)
+    in_process = take(make_iterator(data["melody_2bar"], "train", **kwargs), 10)
+    iterator = make_iterator(data["melody_2bar"], "train", num_workers=2, cache_mb=1, **kwargs)
     take(iterator, 3)
     state = iterator.get_state()
-    expected = take(iterator, 4)
-    resumed = make_iterator(data["melody_2bar"], "train", **kwargs)
+    expected = take(iterator, 7)  # past the first epoch
+    resumed = make_iterator(data["melody_2bar"], "train", num_workers=2, cache_mb=1, **kwargs)
     resumed.set_state(state)
-    for a, b in zip(expected, take(resumed, 4), strict=True):
+    for a, b, c in zip(in_process[3:], expected, take(resumed, 7), strict=True):
         np.testing.assert_array_equal(a["tokens"], b["tokens"])
+        np.testing.assert_array_equal(a["tokens"], c["tokens"])
+
+
+@pytest.mark.parametrize("name", ["groove_2bar", "trio_16bar"])
+def test_batches_from_the_memory_cache_are_those_read_from_the_shards(data, name):
+    """Over three epochs (the first fills the cache), with transposition, and a resume mid-epoch."""
+    kwargs = dict(global_batch_size=16, train=True, seed=4)
+    if name == "trio_16bar":
+        kwargs["transpose_range"] = (-3, 3)
+    one_pass = make_iterator(data[name], "train", global_batch_size=64, train=False)
+    batches = 3 * int(sum(b["weights"].sum() for b in one_pass)) // 16 + 1
+    from_shards = take(make_iterator(data[name], "train", **kwargs), batches)
+    cached = make_iterator(data[name], "train", cache_mb=1, **kwargs)
+    from_memory = take(cached, batches // 2)
+    resumed = make_iterator(data[name], "train", cache_mb=1, **kwargs)
+    resumed.set_state(cached.get_state())  # a fresh cache, mid-epoch
+    from_memory += take(resumed, batches - batches // 2)
+    for a, b in zip(from_shards, from_memory, strict=True):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert a[key].dtype == b[key].dtype
+            np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_after_the_first_epoch_a_cached_split_is_not_read_from_the_shards(data, tmp_path):
+    copy = tmp_path / "groove_2bar"
+    shutil.copytree(data["groove_2bar"], copy)
+    kwargs = dict(global_batch_size=16, train=True, seed=2)
+    one_epoch = -(-load_metadata(copy)["splits"]["train"]["examples"] // 16)
+    expected = take(make_iterator(copy, "train", **kwargs), 2 * one_epoch)
+    cached, streamed = make_iterator(copy, "train", cache_mb=1, **kwargs), make_iterator(copy, "train", **kwargs)
+    first_epoch = take(cached, one_epoch)
+    take(streamed, one_epoch)
+    for shard in copy.glob("train-*.array_record"):  # overwritten in place: open readers see the zeros
+        shard.write_bytes(bytes(shard.stat().st_size))
+    for a, b in zip(expected, first_epoch + take(cached, one_epoch), strict=True):
+        np.testing.assert_array_equal(a["hits"], b["hits"])
+        np.testing.assert_array_equal(a["offsets"], b["offsets"])
+    with pytest.raises(RuntimeError, match="Corrupted"):  # the shards are gone for a reader without the cache
+        take(streamed, one_epoch)
+
+
+def test_a_record_whose_dtype_disagrees_with_the_metadata_is_named_not_cast(data, tmp_path):
+    copy = tmp_path / "groove_2bar"
+    shutil.copytree(data["groove_2bar"], copy)
+    metadata = json.loads((copy / "metadata.json").read_text())
+    metadata["fields"]["velocities"]["dtype"] = "uint8"
+    (copy / "metadata.json").write_text(json.dumps(metadata))
+    with pytest.raises(ValueError, match="record field velocities is stored as float16, metadata says uint8"):
+        next(make_iterator(copy, "train", global_batch_size=8, train=True, cache_mb=1))
+
+
+def test_the_cache_holds_a_train_split_within_its_limit_only(data, caplog):
+    caplog.set_level("INFO")
+    next(make_iterator(data["groove_2bar"], "train", global_batch_size=8, train=True, cache_mb=1))
+    assert re.search(r"the train split's \d+ records \([\d.]+ MB\) are kept in memory", caplog.text)
+    caplog.clear()
+    next(make_iterator(data["groove_2bar"], "train", global_batch_size=8, train=True, cache_mb=1e-6))
+    next(make_iterator(data["groove_2bar"], "eval", global_batch_size=8, train=False, cache_mb=1))
+    assert "kept in memory" not in caplog.text
 
 
 def test_bad_arguments_name_the_problem(data):

@@ -81,6 +81,7 @@ def test_tiny_model_overfits_a_handful_of_real_examples(corpora, name, module, v
     [
         (trio, "tiny", "data.representation", "bongos", "config.data.representation: unknown representation 'bongos'"),
         (trio, "tiny", "batch_size", 0, "config.batch_size must be >= 1"),
+        (drums_2bar, "tiny", "data.cache_mb", -1, "config.data.cache_mb must be a number >= 0"),
         (trio, "tiny", "data.transpose_range", (3, -3), "config.data.transpose_range must be (low, high)"),
         (groovae, "tiny", "data.transpose_range", (-2, 2), "groove_2bar has no melodic part to transpose"),
         (trio, "tiny", "model.decoder_sizes", (), "config.model.decoder_sizes must be a non-empty tuple"),
