@@ -520,7 +520,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str | Path, data_dir: str | 
             preempted = preemption.reached(step)
             saving_now = step % config.train.checkpoint_every == 0 or step == config.train.num_steps or preempted
             if step < config.train.num_steps and not saving_now:
-                batch = parallel.global_batch(next(train_iter), mesh)  # loads while the step runs
+                batch = parallel.global_batch(next(train_iter), mesh)  # while the step runs, if dispatch is async
             if not (wait_every_step or logging_now or evaluating_now or saving_now):
                 continue  # metrics stay on the device; a NaN step is skipped by train_step itself
             last_metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
