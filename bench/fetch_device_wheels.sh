@@ -11,5 +11,6 @@ for p in manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_24_x86_64 manyl
 done
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   "${platforms[@]}" -d .whl \
-  grain==0.2.18 array-record==0.8.6 portpicker==1.6.0 mido==1.3.3 ml-collections==1.1.0 tensorboardX==2.6.5
+  grain==0.2.18 array-record==0.8.6 portpicker==1.6.0 mido==1.3.3 ml-collections==1.1.0 tensorboardX==2.6.5 \
+  pytest-xdist==3.8.0 execnet==2.1.2
 ls -l .whl

@@ -14,7 +14,7 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --tar
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
 profile=(python3 bench/profile_step.py --out "$OUT" --steps 5 --trace_steps 1)
 {
-  timeout 45 env JAX_DEFAULT_MATMUL_PRECISION=highest python3 -m pytest -n 6 -q -p no:cacheprovider -p no:benchmark \
+  timeout 45 env JAX_DEFAULT_MATMUL_PRECISION=highest python3 -m pytest -o addopts=-ra -n 6 --dist load -q -p no:cacheprovider -p no:benchmark \
     tests/test_models.py -k "gathered_columns or reverse_by_length or input_projection or batched_directions"
   echo "== tests exit $?"
   timeout 30 "${profile[@]}" --config mel_2bar_big --batch 512 --precision bfloat16

@@ -46,8 +46,9 @@ PY
   suite=(python3 bench/suite.py --sizes real --batch "${BATCH:-512}" --batch_16bar "${BATCH_16BAR:-256}"
     --steps "${STEPS:-10}" --steps_16bar "${STEPS_16BAR:-5}" --out "$OUT" --skip_input --skip_sample)
   local only=${ONLY:-trio_16bar_hier,mel_16bar_hier,mel_2bar_big}
-  local xdist=()
-  python3 -c "import xdist" 2>/dev/null && xdist=(-n 6)
+  # pyproject's addopts (a worker per test file) replaced: these tests share one file, so spread them by test.
+  local xdist=(-o addopts=-ra)
+  python3 -c "import xdist" 2>/dev/null && xdist+=(-n 6 --dist load)
 
   # Gradients and batched decoding against their references, at full float32 precision.
   stage "${TEST_LIMIT:-120}" env JAX_DEFAULT_MATMUL_PRECISION=highest python3 -m pytest "${xdist[@]}" -x -q \
