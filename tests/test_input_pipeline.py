@@ -1,4 +1,4 @@
-"""Grain pipeline: batch layout, exact resume, per-process shares, eval padding, transposition."""
+"""Grain pipeline: batch layout, exact resume, per-process shares, eval padding, transposition, the memory cache."""
 
 import json
 import re
