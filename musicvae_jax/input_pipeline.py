@@ -10,7 +10,7 @@ drum roll) is computed on the device inside the jitted step, which moves
 Training walks an endless run of epochs, each reshuffled (a batch may span
 two); eval makes one ordered pass with the last batch padded to full size.
 Each Grain element is a whole batch, read and decoded in one call; a training
-split small enough (`cache_mb`) is kept in memory after its first epoch.
+split small enough (`cache_mb`) is kept in memory as its records are first read.
 
 Each process reads only its own rows of every global batch: the split is
 shuffled (or kept in order) the same way on every process, global batch b is
