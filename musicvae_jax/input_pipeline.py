@@ -193,7 +193,8 @@ class _ReadBatch(grain.transforms.Map):
         return {name: array[keys] for name, array in self._arrays.items()}
 
     def map(self, indices: np.ndarray) -> dict[str, np.ndarray]:
-        keys = np.asarray(indices)[np.asarray(indices) >= 0]  # padding rows are the last ones
+        indices = np.asarray(indices)
+        keys = indices[indices >= 0]  # padding rows are the last ones
         if self._cache:
             return _model_batch(self._gather(keys), self._fields, len(indices))
         return batch_arrays(self._read(keys) if keys.size else [], self._fields, len(indices))

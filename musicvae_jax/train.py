@@ -92,7 +92,7 @@ def validate_config(config: ConfigDict) -> None:
         raise ValueError(f"config.batch_size must be >= 1, got {config.batch_size}")
     if config.data.num_workers < 0:
         raise ValueError(f"config.data.num_workers must be >= 0, got {config.data.num_workers}")
-    if not isinstance(config.data.cache_mb, (int, float)) or config.data.cache_mb < 0:
+    if config.data.cache_mb < 0:
         raise ValueError(f"config.data.cache_mb must be a number >= 0, got {config.data.cache_mb!r}")
     low_high = tuple(config.data.transpose_range)
     if len(low_high) != 2 or low_high[0] > low_high[1]:
