@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from helpers import REPO
 
-from configs import drums_2bar, trio
+from configs import drums_2bar, groovae, trio
 from musicvae_jax import train
 from musicvae_jax.convert import convert
 from musicvae_jax.demo_corpus import write_demo_corpus
@@ -33,6 +33,11 @@ def trained_workdir(root, module, variant, representation, steps=6):
 @pytest.fixture(scope="module")
 def drums_run(tmp_path_factory):
     return trained_workdir(tmp_path_factory.mktemp("drums"), drums_2bar, "tiny", "drums_2bar")
+
+
+@pytest.fixture(scope="module")
+def groove_run(tmp_path_factory):
+    return trained_workdir(tmp_path_factory.mktemp("groove"), groovae, "tiny", "groove_2bar")
 
 
 @pytest.fixture(scope="module")
@@ -254,3 +259,55 @@ def test_page_shows_a_piano_roll_for_every_file(drums_run, tmp_path):
         timeout=120,
     ).stdout
     assert dom.count("<img") == len(paths)
+
+
+def test_humanize_hears_only_the_hits(groove_run):
+    """GrooVAE humanize: another performance of the same hits encodes to the same z; other hits do not."""
+    generator = Generator.restore(groove_run)
+    windows = windows_of(generator, sorted((groove_run.parent / "midi").glob("*.mid"))[0])[:2]
+    rng = np.random.default_rng(0)
+    played = []
+    for w in windows:
+        hit = w["hits"] > 0
+        velocities = np.where(hit, rng.uniform(0.1, 1.0, hit.shape), 0).astype(np.float16)
+        offsets = np.where(hit, rng.uniform(-0.5, 0.49, hit.shape), 0).astype(np.float16)
+        played.append({**w, "velocities": velocities, "offsets": offsets})
+    other_hits = [{**w, "hits": np.roll(w["hits"], 1, axis=0)} for w in windows]
+    mu, sigma = generator.encode(windows)
+    assert np.any(played[0]["velocities"] != windows[0]["velocities"])
+    np.testing.assert_array_equal(generator.encode(played)[0], mu)
+    assert not np.allclose(generator.encode(other_hits)[0], mu)
+
+
+def test_groove_evaluation_equals_a_direct_computation(groove_run):
+    from musicvae_jax import input_pipeline
+    from musicvae_jax.evaluate import evaluate, format_table
+    from musicvae_jax.models.vae import MusicVAE
+
+    generator = Generator.restore(groove_run)
+    data_dir = groove_run.parent / "data"
+    result = evaluate(generator, data_dir, "eval", batch_size=3)
+    (whole,) = list(input_pipeline.make_iterator(data_dir, "eval", global_batch_size=1000, train=False))
+    batch = {k: v[whole["weights"] > 0] for k, v in whole.items()}
+    model = MusicVAE(generator.spec)
+    params = {"params": generator.params}
+    import jax
+
+    mu = model.apply(params, batch, jax.random.key(0), train=False, use_mean=True)["mu"]
+    free = np.asarray(model.apply(params, mu, jax.random.key(0), 0.0, method=MusicVAE.decode)["groove"], np.float64)
+    hits, velocities, offsets = np.split(free, 3, axis=-1)
+    true_hits, true_velocities, true_offsets = (batch[k].astype(np.float64) for k in ("hits", "velocities", "offsets"))
+    played, real = hits > 0.5, true_hits > 0.5
+    both = played & real
+    g = result["groove"]["groove"]
+    assert g["hits_compared"] == both.sum() > 0
+    assert g["hit_precision"] == pytest.approx(both.sum() / played.sum())
+    assert g["hit_recall"] == pytest.approx(both.sum() / real.sum())
+    assert g["velocity_rmse"] == pytest.approx(
+        127 * np.sqrt(np.mean((velocities - true_velocities)[both] ** 2)), rel=1e-4
+    )
+    assert g["velocity_rmse_one_velocity"] == pytest.approx(127 * np.std(true_velocities[both]), rel=1e-3)
+    assert g["offset_rmse"] == pytest.approx(np.sqrt(np.mean((offsets - true_offsets)[both] ** 2)), rel=1e-4)
+    assert g["offset_rmse_quantized"] == pytest.approx(np.sqrt(np.mean(true_offsets[both] ** 2)), rel=1e-4)
+    assert result["accuracy"]["groove"]["free_running"] == pytest.approx(np.mean(np.all(played == real, axis=-1)))
+    assert "hit precision" in format_table(result)
