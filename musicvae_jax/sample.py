@@ -173,19 +173,24 @@ def in_a_row(sequences: Sequence[NoteSequence], steps: int) -> NoteSequence:
 
 
 def write_all(
-    generator: Generator, examples: list[dict], output: Path, stem: str, together: bool, page: bool = True
+    generator: Generator, groups: dict[str, list[dict]], output: Path, together: bool, page: bool = True
 ) -> list[Path]:
-    """MIDI per example (and all in a row), plus piano rolls and index.html unless `page` is False."""
+    """MIDI per example of each group (file stem -> examples; and each group in a row if `together`), plus piano
+    rolls and index.html unless `page` is False."""
     output.mkdir(parents=True, exist_ok=True)
-    sequences = [generator.to_notes(e) for e in examples]
-    if together:
-        sequences.append(in_a_row(sequences, generator.representation.num_steps))
-    paths = []
-    for i, seq in enumerate(sequences):
-        paths.append(output / (f"{stem}_all.mid" if together and i == len(sequences) - 1 else f"{stem}_{i:03d}.mid"))
-        write_midi(seq, paths[-1])
+    paths, sequences = [], []
+    for stem, examples in groups.items():
+        group = [generator.to_notes(e) for e in examples]
+        names = [f"{stem}_{i:03d}.mid" for i in range(len(group))]
+        if together:
+            group.append(in_a_row(group, generator.representation.num_steps))
+            names.append(f"{stem}_all.mid")
+        for name, seq in zip(names, group, strict=True):
+            paths.append(output / name)
+            write_midi(seq, paths[-1])
+        sequences += group
     if page:
-        write_page(output, paths, sequences, f"{generator.representation.name}: {stem}")
+        write_page(output, paths, sequences, f"{generator.representation.name}: {', '.join(groups)}")
     return paths
 
 
@@ -205,7 +210,7 @@ def run(
     """Does one mode's work and returns the files written."""
     if mode == "sample":
         z = np.random.default_rng(seed).standard_normal((num, generator.spec.z_size)).astype(np.float32) * z_scale
-        return write_all(generator, generator.decode(z, seed, temperature), output, "sample", together=False)
+        return write_all(generator, {"sample": generator.decode(z, seed, temperature)}, output, together=False)
     if mode in ("reconstruct", "encode"):
         if len(inputs) != 1:
             raise ValueError(f"--mode {mode} takes exactly one --input")
@@ -218,7 +223,9 @@ def run(
             np.save(output / "window_start.npy", np.array([w["window_start"] for w in windows]))
             return [output / "mu.npy", output / "sigma.npy", output / "window_start.npy"]
         z = mu + sigma * np.random.default_rng(seed).standard_normal(mu.shape).astype(np.float32) if use_sigma else mu
-        return write_all(generator, generator.decode(z, seed, temperature), output, "reconstruction", together=True)
+        # The windows as the model read them follow, to compare with.
+        groups = {"reconstruction": generator.decode(z, seed, temperature), "input": windows}
+        return write_all(generator, groups, output, together=True)
     if mode == "interpolate":
         if len(inputs) != 2:
             raise ValueError("--mode interpolate takes two --input files")
@@ -228,7 +235,7 @@ def run(
         z = np.stack([slerp(mus[0], mus[1], t) for t in np.linspace(0.0, 1.0, steps)]).astype(np.float32)
         # One seed for every step, so the path changes only with z.
         examples = [generator.decode(z[i : i + 1], seed, temperature)[0] for i in range(steps)]
-        return write_all(generator, examples, output, "interpolation", together=True)
+        return write_all(generator, {"interpolation": examples}, output, together=True)
     raise ValueError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
 
 

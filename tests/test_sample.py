@@ -86,6 +86,21 @@ def test_interpolation_ends_reproduce_the_reconstructions(drums_run, tmp_path):
     assert path[3].read_bytes() == recon_b[0].read_bytes()
 
 
+def test_reconstruction_writes_the_windows_it_read_beside_it(drums_run, tmp_path):
+    midi = sorted((drums_run.parent / "midi").glob("*.mid"))[0]
+    generator = Generator.restore(drums_run)
+    windows = windows_of(generator, midi)
+    paths = run(generator, "reconstruct", tmp_path, inputs=[str(midi)], temperature=0.0)
+    n = len(windows)
+    assert [p.name for p in paths[n + 1 :]] == [f"input_{i:03d}.mid" for i in range(n)] + ["input_all.mid"]
+    for window, path in zip(windows, paths[n + 1 : 2 * n + 1], strict=True):
+        np.testing.assert_array_equal(
+            drum_tokens(drum_hits(read_midi(path), GM_PITCH_TO_CLASS), 0, 32), window["tokens"]
+        )
+    page = (tmp_path / "index.html").read_text()
+    assert all(p.with_suffix(".png").name in page for p in paths)
+
+
 def test_encode_writes_latents_per_window(drums_run, tmp_path):
     midi = sorted((drums_run.parent / "midi").glob("*.mid"))[0]
     generator = Generator.restore(drums_run)
