@@ -47,6 +47,9 @@ def get_base_config() -> ConfigDict:
     config.model.compute_dtype = "float32"
     config.model.dropout_keep = 1.0  # keep probability of decoder-input dropout
     config.model.humanize = False  # groove: encoder sees hits only
+    # groove: velocity and offset errors only where the data has a hit (the reference counts every
+    # class at every step, so the values a decoder expects shrink towards 0 where a hit is uncertain).
+    config.model.groove_values_on_hits = False
 
     config.train = ConfigDict()
     config.train.num_steps = 200_000

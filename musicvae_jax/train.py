@@ -76,6 +76,7 @@ def model_spec(config: ConfigDict) -> ModelSpec:
         unroll=m.unroll,
         dropout_keep=m.dropout_keep,
         humanize=m.humanize,
+        groove_values_on_hits=m.get("groove_values_on_hits", False),
         compute_dtype=m.get("compute_dtype", "float32"),  # checkpoints from before the option have none
         sequence_vjp=m.get("sequence_vjp", True),
         batch_directions=m.get("batch_directions", False),
@@ -127,8 +128,9 @@ def validate_config(config: ConfigDict) -> None:
         raise ValueError(f"config.model.z_size must be >= 1, got {m.z_size}")
     if not 0.0 < m.dropout_keep <= 1.0:
         raise ValueError(f"config.model.dropout_keep must be in (0, 1], got {m.dropout_keep}")
-    if m.humanize and not representation.name.startswith("groove"):
-        raise ValueError(f"config.model.humanize applies to groove representations, not {representation.name}")
+    for flag in ("humanize", "groove_values_on_hits"):
+        if m.get(flag, False) and not representation.name.startswith("groove"):
+            raise ValueError(f"config.model.{flag} applies to groove representations, not {representation.name}")
     if t.sampling_schedule not in ("constant", "inverse_sigmoid"):
         raise ValueError(
             f"config.train.sampling_schedule must be 'constant' or 'inverse_sigmoid', got {t.sampling_schedule!r}"

@@ -1,5 +1,6 @@
 """The loss against a slow float64 NumPy reference of the same equations, and the schedules."""
 
+import dataclasses
 import math
 
 import jax
@@ -136,3 +137,8 @@ def test_groove_loss_is_hit_cross_entropy_plus_squared_errors():
     ce = -(hits * np.log(p) + (1 - hits) * np.log(1 - p))
     se = (sigmoid(vel) - tv) ** 2 + (0.5 * np.tanh(off) - to) ** 2
     np.testing.assert_allclose(got, np.sum(ce + se, axis=-1), rtol=1e-5)
+    # With groove_values_on_hits, the squared errors count where the data has a hit only.
+    (on_hits,) = dataclasses.replace(spec, groove_values_on_hits=True).parts
+    got = on_hits.step_losses(raw, targets)
+    np.testing.assert_allclose(got, np.sum(ce + se * hits, axis=-1), rtol=1e-5)
+    assert 0 < hits.sum() < hits.size

@@ -29,6 +29,7 @@ class Part:
     kind: str  # "categorical" or "groove"
     depth: int  # classes, or 27 values per groove step
     encoder_input: str  # "onehot", "roll", "groove" or "groove_hits" (humanize)
+    values_on_hits: bool = False  # groove: velocity and offset errors count where the data has a hit only
 
     def targets(self, batch: dict) -> jax.Array:
         """Categorical: token ids [B, T]; groove: [B, T, 27] (hits, velocities, offsets)."""
@@ -107,6 +108,8 @@ class Part:
             hits, velocities, offsets = jnp.split(targets, 3, axis=-1)
             ce = _sigmoid_cross_entropy(out["hit_logits"], hits)
             se = (out["velocities"] - velocities) ** 2 + (out["offsets"] - offsets) ** 2
+            if self.values_on_hits:
+                se = se * hits
             return jnp.sum(ce + se, axis=-1)
         log_probs = jax.nn.log_softmax(raw.astype(jnp.float32))
         return -jnp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
@@ -135,7 +138,7 @@ def _sigmoid_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     return jnp.maximum(logits, 0) - logits * labels + jnp.log1p(jnp.exp(-jnp.abs(logits)))
 
 
-def parts_for(representation: str, humanize: bool = False) -> tuple[Part, ...]:
+def parts_for(representation: str, humanize: bool = False, values_on_hits: bool = False) -> tuple[Part, ...]:
     """The parts of a representation, in decoding order."""
     if representation.startswith("melody"):
         return (Part("tokens", "categorical", MELODY_CLASSES, "onehot"),)
@@ -148,5 +151,5 @@ def parts_for(representation: str, humanize: bool = False) -> tuple[Part, ...]:
             Part("drums", "categorical", DRUM_CLASSES, "onehot"),
         )
     if representation.startswith("groove"):
-        return (Part("groove", "groove", VALUES_PER_STEP, "groove_hits" if humanize else "groove"),)
+        return (Part("groove", "groove", VALUES_PER_STEP, "groove_hits" if humanize else "groove", values_on_hits),)
     raise ValueError(f"no model parts for representation {representation!r}")

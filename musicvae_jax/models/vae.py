@@ -36,6 +36,7 @@ class ModelSpec:
     unroll: int = 1
     dropout_keep: float = 1.0
     humanize: bool = False
+    groove_values_on_hits: bool = False
     compute_dtype: str = "float32"  # "bfloat16": mixed precision (float32 params, loss and optimizer)
     sequence_vjp: bool = True  # LSTM weight gradients once per sequence (models/lstm.py)
     batch_directions: bool = False  # the encoder's two directions as one batched scan (models/encoder.py)
@@ -46,7 +47,7 @@ class ModelSpec:
 
     @property
     def parts(self) -> tuple[Part, ...]:
-        return parts_for(self.representation, self.humanize)
+        return parts_for(self.representation, self.humanize, self.groove_values_on_hits)
 
     def core_specs(self) -> list[CoreSpec]:
         groups = [(p,) for p in self.parts] if self.hierarchical else [self.parts]
