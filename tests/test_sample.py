@@ -212,24 +212,30 @@ def test_cli_errors_are_one_line(drums_run, tmp_path):
     ]
 
 
-def test_evaluate_equals_a_direct_computation(drums_run, tmp_path):
+def evaluated_and_direct(run_dir):
+    """evaluate() over the eval split in several batches (the last one padded), and the same split's real rows
+    as one batch with the model's teacher-forced pass and free-running decoding from mu."""
     import jax
 
     from musicvae_jax import input_pipeline
     from musicvae_jax.evaluate import evaluate
     from musicvae_jax.models.vae import MusicVAE
 
-    generator = Generator.restore(drums_run)
-    data_dir = drums_run.parent / "data"
-    result = evaluate(generator, data_dir, "eval", batch_size=3)  # several batches, the last one padded
+    generator = Generator.restore(run_dir)
+    data_dir = run_dir.parent / "data"
+    result = evaluate(generator, data_dir, "eval", batch_size=3)
     (whole,) = list(input_pipeline.make_iterator(data_dir, "eval", global_batch_size=1000, train=False))
-    real = whole["weights"] > 0
-    tokens = whole["tokens"][real]
-    batch = {k: v[real] for k, v in whole.items()}
+    batch = {k: v[whole["weights"] > 0] for k, v in whole.items()}
     model = MusicVAE(generator.spec)
     params = {"params": generator.params}
     forced = model.apply(params, batch, jax.random.key(0), train=False, use_mean=True)
     free = model.apply(params, forced["mu"], jax.random.key(0), 0.0, method=MusicVAE.decode)
+    return result, batch, forced, free
+
+
+def test_evaluate_equals_a_direct_computation(drums_run, tmp_path):
+    result, batch, forced, free = evaluated_and_direct(drums_run)
+    tokens = batch["tokens"]
     teacher = np.mean(np.argmax(np.asarray(forced["raw"]["tokens"]), -1) == tokens)
     running = np.mean(np.asarray(free["tokens"]) == tokens)
     assert result["examples"] == len(tokens)
@@ -307,21 +313,10 @@ def test_humanize_hears_only_the_hits(groove_run):
 
 
 def test_groove_evaluation_equals_a_direct_computation(groove_run):
-    from musicvae_jax import input_pipeline
-    from musicvae_jax.evaluate import evaluate, format_table
-    from musicvae_jax.models.vae import MusicVAE
+    from musicvae_jax.evaluate import format_table
 
-    generator = Generator.restore(groove_run)
-    data_dir = groove_run.parent / "data"
-    result = evaluate(generator, data_dir, "eval", batch_size=3)
-    (whole,) = list(input_pipeline.make_iterator(data_dir, "eval", global_batch_size=1000, train=False))
-    batch = {k: v[whole["weights"] > 0] for k, v in whole.items()}
-    model = MusicVAE(generator.spec)
-    params = {"params": generator.params}
-    import jax
-
-    mu = model.apply(params, batch, jax.random.key(0), train=False, use_mean=True)["mu"]
-    free = np.asarray(model.apply(params, mu, jax.random.key(0), 0.0, method=MusicVAE.decode)["groove"], np.float64)
+    result, batch, _, free = evaluated_and_direct(groove_run)
+    free = np.asarray(free["groove"], np.float64)
     hits, velocities, offsets = np.split(free, 3, axis=-1)
     true_hits, true_velocities, true_offsets = (batch[k].astype(np.float64) for k in ("hits", "velocities", "offsets"))
     played, real = hits > 0.5, true_hits > 0.5
