@@ -17,8 +17,9 @@ shuffled (or kept in order) the same way on every process, global batch b is
 elements [b*G, (b+1)*G), and process p takes the p-th block of G/P of them.
 So the global batches do not depend on how many processes there are, and
 every process yields the same number of batches (eval pads with rows of
-weight 0). The iterator's position is Grain state (`get_state` /
-`set_state`), saved with checkpoints, one file per process.
+weight 0). The iterator's position is the number of batches it has
+delivered (`get_state` / `set_state`), saved with checkpoints, one file per
+process; it restores with any number of worker processes.
 """
 
 from __future__ import annotations
@@ -236,11 +237,10 @@ def make_dataset(
     seed: int = 0,
     process_index: int = 0,
     process_count: int = 1,
-    num_workers: int = 0,
     transpose_range: tuple[int, int] = (0, 0),
     cache_mb: float = 0,
-) -> grain.IterDataset:
-    """The Grain pipeline for one process's share of a split (see module docstring).
+) -> grain.MapDataset:
+    """The Grain pipeline for one process's share of a split: element b is its rows of global batch b.
 
     A training split whose records take at most `cache_mb` MB as stored is
     kept in memory after each record's first read (in every process and
@@ -273,14 +273,82 @@ def make_dataset(
     ds = ds.map(_ReadBatch(source, metadata["fields"], cache=cache))
     if (low, high) != (0, 0):
         ds = ds.random_map(_Transpose(representation.melodic_fields, low, high), seed=seed + 1)
-    ids = ds.to_iter_dataset(grain.ReadOptions(num_threads=0, prefetch_buffer_size=0))
+    return ds
+
+
+class BatchIterator:
+    """Batches of a `make_dataset` pipeline, positioned by how many it has delivered.
+
+    Grain's own iterator state depends on the number of worker processes
+    (with workers it holds one position per worker), so a run resumed with
+    another count would restore to the wrong batch. Element b of the dataset
+    is global batch b whoever reads it, so one count is the whole position,
+    and a restore starts a fresh Grain iterator at that batch with this
+    run's workers. The state is bytes, which Grain's checkpoint handler
+    saves as it is (its form for iterators that are not its own).
+    """
+
+    def __init__(self, dataset: grain.MapDataset, num_workers: int = 0):
+        self._dataset, self._num_workers = dataset, num_workers
+        self._delivered = 0
+        self._iterator: Any = None  # started at the first batch, so a restore starts no workers twice
+
+    def _start(self) -> None:
+        self._iterator = grain_iterator(self._dataset[self._delivered :], self._num_workers)
+
+    def __iter__(self) -> BatchIterator:
+        return self
+
+    def __next__(self) -> dict[str, np.ndarray]:
+        if self._iterator is None:
+            self._start()
+        batch = next(self._iterator)
+        self._delivered += 1
+        return batch
+
+    def get_state(self) -> bytes:
+        return json.dumps({"batches_delivered": self._delivered}).encode()
+
+    def set_state(self, state: bytes | str | dict) -> None:
+        self._delivered = batches_delivered(json.loads(state) if isinstance(state, bytes | str) else state)
+        self._close()
+
+    def start_prefetch(self) -> None:
+        """Called by Grain's checkpoint handler after a restore; the first batch starts the reading."""
+
+    def _close(self) -> None:
+        if self._iterator is not None and hasattr(self._iterator, "close"):
+            self._iterator.close()
+        self._iterator = None
+
+
+def grain_iterator(dataset: grain.MapDataset, num_workers: int) -> grain.DatasetIterator:
+    """Grain's iterator over a dataset, read by `num_workers` processes (0: in this one)."""
+    ids = dataset.to_iter_dataset(grain.ReadOptions(num_threads=0, prefetch_buffer_size=0))
     if num_workers > 0:
         if not flags.FLAGS.is_parsed():  # Grain's workers read absl flags; outside an absl app, use defaults
             flags.FLAGS.mark_as_parsed()
         ids = ids.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
-    return ids
+    return iter(ids)
 
 
-def make_iterator(data_dir: str | Path, split: str, **kwargs: Any) -> grain.DatasetIterator:
-    """A checkpointable iterator over batches; kwargs as for `make_dataset`."""
-    return iter(make_dataset(data_dir, split, **kwargs))
+def batches_delivered(state: dict) -> int:
+    """The position in a saved iterator state: ours, or Grain's from checkpoints written before it.
+
+    Grain's in-process iterator saved `next_index`; with workers, the
+    positions of the workers, which read every n-th batch in turn, so they
+    add up to the batches delivered.
+    """
+    if "batches_delivered" in state:
+        return int(state["batches_delivered"])
+    if "next_index" in state:
+        return int(state["next_index"])
+    if "iterators_in_use_states" in state:
+        return sum(batches_delivered(worker) for worker in state["iterators_in_use_states"])
+    raise ValueError(f"not a data position this version reads: {state!r}")
+
+
+def make_iterator(data_dir: str | Path, split: str, *, num_workers: int = 0, **kwargs: Any) -> BatchIterator:
+    """A checkpointable iterator over batches, read by `num_workers` processes (0: in this one); kwargs as for
+    `make_dataset`."""
+    return BatchIterator(make_dataset(data_dir, split, **kwargs), num_workers)
