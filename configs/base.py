@@ -21,7 +21,9 @@ def get_base_config() -> ConfigDict:
     config.data.representation = ""
     config.data.train_split = "train"
     config.data.eval_split = "eval"
-    config.data.num_workers = 0  # Grain worker processes; 0 reads in-process
+    # Grain worker processes per process; 0 reads in-process. -1 (auto): none on a CPU, where the step uses
+    # every core; on GPUs and TPUs 4 per local device (one H200's 9-ms step waited on in-process reading).
+    config.data.num_workers = -1
     # A train split whose records take at most this many MB (as stored) is kept in memory after their first
     # read, in each process and worker; from the second epoch on, batches come from there. 0: always read shards.
     config.data.cache_mb = 1024

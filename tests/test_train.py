@@ -82,6 +82,7 @@ def test_tiny_model_overfits_a_handful_of_real_examples(corpora, name, module, v
         (trio, "tiny", "data.representation", "bongos", "config.data.representation: unknown representation 'bongos'"),
         (trio, "tiny", "batch_size", 0, "config.batch_size must be >= 1"),
         (drums_2bar, "tiny", "data.cache_mb", -1, "config.data.cache_mb must be a number >= 0"),
+        (drums_2bar, "tiny", "data.num_workers", -2, "config.data.num_workers must be >= 0, or -1 for auto"),
         (trio, "tiny", "data.transpose_range", (3, -3), "config.data.transpose_range must be (low, high)"),
         (groovae, "tiny", "data.transpose_range", (-2, 2), "groove_2bar has no melodic part to transpose"),
         (trio, "tiny", "model.decoder_sizes", (), "config.model.decoder_sizes must be a non-empty tuple"),
@@ -172,10 +173,13 @@ def test_gradient_clipping_equals_optax_and_keeps_its_state(size):
 
 
 def test_interrupted_and_resumed_run_equals_uninterrupted(corpora, tmp_path, caplog):
+    """The interrupted part reads with two worker processes, the resumed one in-process: the same batches."""
     data_dir = converted(corpora, "melody_2bar", "demo")
     straight = train.train_and_evaluate(tiny_run_config(), tmp_path / "straight", data_dir)
+    with_workers = tiny_run_config(num_steps=5)
+    with_workers.data.num_workers = 2
     with jax.log_compiles(), caplog.at_level(logging.WARNING):
-        train.train_and_evaluate(tiny_run_config(num_steps=5), tmp_path / "resumed", data_dir)
+        train.train_and_evaluate(with_workers, tmp_path / "resumed", data_dir)
         resumed = train.train_and_evaluate(tiny_run_config(), tmp_path / "resumed", data_dir)
     # A fresh state and a restored one are the same types, so both runs reuse the first run's compiled steps.
     compiled = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Compiling jit(")]
@@ -183,7 +187,7 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(corpora, tmp_path, cap
     assert resumed["loss"] == pytest.approx(straight["loss"], rel=1e-5)
     a, data_a = final_params(tmp_path / "straight", 12, tiny_run_config())
     b, data_b = final_params(tmp_path / "resumed", 12, tiny_run_config())
-    assert data_a == data_b
+    assert data_a == data_b == {"batches_delivered": 12}
     jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-5, atol=1e-6), a, b)
 
 
@@ -348,6 +352,16 @@ def test_a_step_too_big_for_the_device_memory_stops_at_start_up_naming_the_batch
     with pytest.raises(ValueError, match=r"lower config.batch_size .*GPU \(XLA_PYTHON_CLIENT_MEM_FRACTION"):
         parallel.check_step_fits(memory, need - 1, 8, mesh, "gpu")
     assert parallel.device_bytes_limit() is None  # this CPU's devices report no limit
+
+
+def test_auto_loader_workers_read_in_process_on_a_cpu_and_in_workers_beside_accelerators():
+    assert train.loader_workers(-1, "cpu", local_devices=8, cpus=64) == 0
+    assert train.loader_workers(-1, "gpu", local_devices=1, cpus=16) == 4
+    assert train.loader_workers(-1, "gpu", local_devices=8, cpus=16) == 15  # a core left for the loop
+    assert train.loader_workers(-1, "tpu", local_devices=4, cpus=240) == 16
+    assert train.loader_workers(-1, "gpu", local_devices=1, cpus=1) == 0
+    assert train.loader_workers(3, "gpu", local_devices=1, cpus=16) == 3  # a number given is kept
+    assert mel_2bar.get_config().data.num_workers == -1
 
 
 def test_bfloat16_is_flagged_as_slow_only_on_cpus_without_bfloat16_dots():
