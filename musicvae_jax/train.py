@@ -194,6 +194,13 @@ def loader_workers(requested: int, backend: str, local_devices: int, cpus: int) 
     return max(0, min(4 * local_devices, cpus - 1))
 
 
+def usable_cpus() -> int:
+    """The cores this process may run on (a SLURM task's share, say), else the machine's."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def check_data_matches(config: ConfigDict, metadata: dict) -> None:
     if metadata["representation"] != config.data.representation:
         raise ValueError(
@@ -489,9 +496,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str | Path, data_dir: str | 
 
     replicated = parallel.replicated(mesh)
     p_train, p_eval = jitted_steps(spec, tspec, mesh)
-    workers = loader_workers(
-        config.data.num_workers, jax.default_backend(), jax.local_device_count(), os.cpu_count() or 1
-    )
+    workers = loader_workers(config.data.num_workers, jax.default_backend(), jax.local_device_count(), usable_cpus())
     train_iter = input_pipeline.make_iterator(
         data_dir,
         config.data.train_split,

@@ -362,6 +362,7 @@ def test_auto_loader_workers_read_in_process_on_a_cpu_and_in_workers_beside_acce
     assert train.loader_workers(-1, "gpu", local_devices=1, cpus=1) == 0
     assert train.loader_workers(3, "gpu", local_devices=1, cpus=16) == 3  # a number given is kept
     assert mel_2bar.get_config().data.num_workers == -1
+    assert 1 <= train.usable_cpus() <= os.cpu_count()
 
 
 def test_bfloat16_is_flagged_as_slow_only_on_cpus_without_bfloat16_dots():
