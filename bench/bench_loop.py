@@ -43,31 +43,21 @@ WINDOW = re.compile(r"^step (\d+)/\d+ .* ([\d.]+) steps/s")
 WORKERS = re.compile(r"^model: .* (\d+) loader worker")
 
 
-def main_job_command(
-    name: str,
-    size: str,
-    data: Path,
-    workdir: Path,
-    batch: int,
-    precision: str,
-    steps: int,
-    log_every: int,
-    workers: int,
-    cache_mb: int,
-) -> list[str]:
-    module, variant = CONFIGS[name]
-    variants = ",".join(v for v in (variant, "tiny" if size == "tiny" else "") if v)
+def main_job_command(args: argparse.Namespace, workdir: Path, workers: int, cache_mb: int) -> list[str]:
+    """`python -m musicvae_jax.main` for this run's config, data and sizes, with one reading's loader settings."""
+    module, variant = CONFIGS[args.config]
+    variants = ",".join(v for v in (variant, "tiny" if args.size == "tiny" else "") if v)
     config = f"{REPO / 'configs' / module.__name__.split('.')[-1]}.py" + (f":{variants}" if variants else "")
     overrides = {
-        "data.path": data,
-        "batch_size": batch,
-        "model.compute_dtype": precision,
+        "data.path": args.data,
+        "batch_size": args.batch,
+        "model.compute_dtype": args.precision,
         "train.sampling_schedule": "constant",
         "train.sampling_rate": 0.0,
-        "train.num_steps": steps,
-        "train.log_every": log_every,
-        "train.eval_every": steps,
-        "train.checkpoint_every": steps,
+        "train.num_steps": args.steps,
+        "train.log_every": args.log_every,
+        "train.eval_every": args.steps,
+        "train.checkpoint_every": args.steps,
         "data.num_workers": workers,
         "data.cache_mb": cache_mb,
     }
@@ -126,18 +116,7 @@ def main() -> None:
     for reading in args.readings.split(","):
         workers, cache_mb = (int(x) for x in reading.split(":"))
         with tempfile.TemporaryDirectory() as workdir:
-            command = main_job_command(
-                args.config,
-                args.size,
-                args.data,
-                Path(workdir),
-                args.batch,
-                args.precision,
-                args.steps,
-                args.log_every,
-                workers,
-                cache_mb,
-            )
+            command = main_job_command(args, Path(workdir), workers, cache_mb)
             start = time.perf_counter()
             windows, used = loop_steps_per_second(command, out / f"{tag}-w{workers}-c{cache_mb}.log")
             seconds = time.perf_counter() - start
