@@ -9,7 +9,8 @@ For each config, at its reference sizes with a batch that fits the machine
 train-step time over --steps steps after a warm-up (each blocked on),
 examples/s, model FLOPs per step (bench/flops.py), achieved FLOP/s and its
 fraction of a large jitted matmul measured at the start of the run (float32;
-bfloat16 on GPU). Beside it, the same model in PyTorch (`torch.nn.LSTM`,
+bfloat16 on GPU and in a bfloat16 run; accumulated in float32, as the
+model's are). Beside it, the same model in PyTorch (`torch.nn.LSTM`,
 bench/torch_musicvae.py), same batch and sequence length, timed the same
 way, set up as PyTorch advises for CPUs (common.prepare_torch_baseline:
 denormals flushed as XLA does, freed memory reused; on a CPU in a process
@@ -19,8 +20,8 @@ malloc set-up), and the ratio of examples/s
 forcing (scheduled sampling off), so the comparison is the same work.
 With --precision bfloat16 both sides train in mixed precision: ours with
 config.model.compute_dtype=bfloat16, PyTorch's forward under
-torch.autocast("cpu", bfloat16); the header then also gives each
-framework's bfloat16 matmul.
+torch.autocast("cpu", bfloat16); the header's matmul is then each
+framework's bfloat16 one.
 Then the Grain loader's batches/s with 0 and 2 worker processes against
 what the step consumes, and the time to sample 32 sequences per family.
 """
@@ -58,15 +59,17 @@ from musicvae_jax.representations.drums import drum_roll  # noqa: E402
 SIXTEEN_BAR = ("mel_16bar_hier", "mel_16bar_flat", "trio_16bar_hier", "trio_16bar_flat")
 
 
-def reference_matmul() -> tuple[int, str]:
-    """The reference product's (size, dtype): float32 2048^2 on a CPU, bfloat16 8192^2 on a GPU (float32 on a TPU)."""
+def reference_matmul(precision: str = "float32") -> tuple[int, str]:
+    """The reference product's (size, dtype): 2048^2 on a CPU, 8192^2 on an accelerator; bfloat16 on a GPU or
+    in a bfloat16 run, else float32."""
     backend = jax.default_backend()
-    return (2048 if backend == "cpu" else 8192), ("bfloat16" if backend == "gpu" else "float32")
+    dtype = "bfloat16" if backend == "gpu" or precision == "bfloat16" else "float32"
+    return (2048 if backend == "cpu" else 8192), dtype
 
 
-def jax_matmul_flops() -> tuple[float, str]:
+def jax_matmul_flops(precision: str = "float32") -> tuple[float, str]:
     """The reference FLOP/s and a name for the product."""
-    size, dtype = reference_matmul()
+    size, dtype = reference_matmul(precision)
     return matmul_flops_per_second(size, dtype=jnp.dtype(dtype)), f"{dtype} {size}x{size}"
 
 
@@ -165,11 +168,6 @@ def markdown(results: dict) -> str:
         lines.append(f"Ours: {results['jax_setup']}.")
     if "torch_setup" in results:
         lines.append(f"PyTorch: {results['torch_setup']}.")
-    if "jax_bf16_matmul_gflops" in results:
-        lines.append(
-            f"bfloat16 matmul of the same size: JAX {results['jax_bf16_matmul_gflops']:.0f} GFLOP/s"
-            + (f", PyTorch {results['torch_bf16_matmul_gflops']:.0f} GFLOP/s." if "torch" in results else ".")
-        )
     lines += [
         "",
         "| config | size | batch | steps | compile s | step s | examples/s | GFLOP/step | GFLOP/s | of matmul "
@@ -233,7 +231,7 @@ def main() -> None:
     if unknown:
         sys.exit(f"--only: unknown config(s) {sorted(unknown)}; known: {', '.join(CONFIGS)}")
 
-    peak, matmul = jax_matmul_flops()
+    peak, matmul = jax_matmul_flops(args.precision)
     results = {
         "machine": machine(),
         "backend": jax.default_backend(),
@@ -257,12 +255,8 @@ def main() -> None:
         call_torch, close_torch = torch_caller(device)
         results["torch_setup"] = call_torch(torch_setup, device)
         results["torch"] = torch.__version__
-        size, dtype = reference_matmul()
+        size, dtype = reference_matmul(args.precision)
         results["torch_matmul_gflops"] = call_torch(torch_matmul_flops, size, 10, dtype, device) / 1e9
-    if args.precision == "bfloat16" and jax.default_backend() == "cpu":
-        results["jax_bf16_matmul_gflops"] = matmul_flops_per_second(2048, dtype=jnp.bfloat16) / 1e9
-        if not args.skip_torch:
-            results["torch_bf16_matmul_gflops"] = call_torch(torch_matmul_flops, 2048, 10, "bfloat16") / 1e9
     print(f"{results['machine']}; matmul {matmul}: {peak / 1e9:.0f} GFLOP/s", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

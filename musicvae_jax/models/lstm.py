@@ -106,17 +106,30 @@ _low_precision_einsum.defvjp(_low_precision_einsum_fwd, _low_precision_einsum_bw
 def low_precision_product(spec: str, a: jax.Array, b: jax.Array) -> jax.Array:
     """`jnp.einsum(spec, a, b)` of two same-dtype operands, accumulated in float32.
 
-    On accelerators the product runs in the operands' dtype. XLA's CPU dot
-    has no bfloat16 x bfloat16 -> float32 kernel for some layouts (it fails
-    at run time), so there the operands are widened to float32 first: the
-    same values, since a product of two bfloat16 numbers is exact in float32.
+    The product runs in the operands' dtype on every backend: on a CPU with
+    AMX, XLA's bfloat16 products run at about five times its float32 rate
+    (BENCHMARKS.md). XLA's CPU dot has no bfloat16 x bfloat16 -> float32
+    kernel for a result whose axes it must permute (it fails at run time), so
+    there the product is formed in its natural axis order and transposed after.
     """
     if a.dtype == jnp.float32:
         return jnp.einsum(spec, a, b, preferred_element_type=jnp.float32)
     return jax.lax.platform_dependent(
-        cpu=lambda: jnp.einsum(spec, a.astype(jnp.float32), b.astype(jnp.float32)),
+        cpu=lambda: _einsum_then_transpose(spec, a, b),
         default=lambda: jnp.einsum(spec, a, b, preferred_element_type=jnp.float32),
     )
+
+
+def _einsum_then_transpose(spec: str, a: jax.Array, b: jax.Array) -> jax.Array:
+    """The float32-accumulated product in dot's own result order (shared, then a's, then b's free axes), permuted."""
+    sa, sb, out = _einsum_indices(spec)
+    natural = "".join(
+        [c for c in out if c in sa and c in sb]
+        + [c for c in sa if c in out and c not in sb]
+        + [c for c in sb if c in out and c not in sa]
+    )
+    product = jnp.einsum(f"{sa},{sb}->{natural}", a, b, preferred_element_type=jnp.float32)
+    return product.transpose([natural.index(c) for c in out])
 
 
 @jax.custom_vjp
