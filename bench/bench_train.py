@@ -50,7 +50,7 @@ CONFIGS = {
 def matmul_flops_per_second(size: int = 2048, repeats: int = 10, dtype=jnp.float32) -> float:
     """A square product's FLOP/s, accumulated and returned in float32 as the model's products are.
 
-    (A bfloat16 result instead took XLA's CPU to a kernel at a sixth of the rate, on a CPU with AMX.)
+    (A bfloat16 result instead took XLA's CPU to a kernel at about a fifth of the rate, on a CPU with AMX.)
     """
     a = jax.random.normal(jax.random.key(0), (size, size), dtype)
     f = jax.jit(lambda x: jnp.matmul(x, x, preferred_element_type=jnp.float32))
