@@ -159,8 +159,11 @@ def decoder_weights(hidden: int, layers: int, tokens: int):
     keys = iter(jax.random.split(jax.random.key(0), 2 * layers + 1))
     normal = lambda shape: jax.random.normal(next(keys), shape) * 0.05  # noqa: E731
     weights = [
-        {"w_x": normal((4 * hidden, tokens if i == 0 else hidden)), "w_h": normal((4 * hidden, hidden))}
-        | {"b": jnp.zeros(4 * hidden)}
+        {
+            "w_x": normal((4 * hidden, tokens if i == 0 else hidden)),
+            "w_h": normal((4 * hidden, hidden)),
+            "b": jnp.zeros(4 * hidden),
+        }
         for i in range(layers)
     ]
     return weights, normal((tokens, hidden))
