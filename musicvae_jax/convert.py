@@ -91,10 +91,22 @@ def corpus_splits(root: Path) -> dict[str, str] | None:
     return {row["midi_filename"]: _CORPUS_SPLIT_NAMES.get(row["split"], row["split"]) for row in rows}
 
 
-def hash_split(relpath: str, eval_fraction: float) -> str:
-    """A deterministic train/eval split by a hash of the relative path."""
-    h = int.from_bytes(hashlib.sha1(relpath.encode()).digest()[:8], "little") / 2**64
-    return "eval" if h < eval_fraction else "train"
+def file_splits(relpaths: Sequence[str], eval_fraction: float, known: dict[str, str] | None = None) -> list[str]:
+    """Each file's split: the corpus's own (`known`), else train/eval by a hash of its relative path.
+
+    A hash split of a small corpus can leave eval empty (10 files at 0.1:
+    a third of the time), and training stops without an eval split: with
+    no split file, two files or more and none hashed into eval, the file
+    with the lowest hash goes there. Deterministic either way.
+    """
+    hashes = [int.from_bytes(hashlib.sha1(r.encode()).digest()[:8], "little") / 2**64 for r in relpaths]
+    splits = [
+        (known or {}).get(r) or ("eval" if h < eval_fraction else "train")
+        for r, h in zip(relpaths, hashes, strict=True)
+    ]
+    if known is None and eval_fraction > 0 and len(splits) >= 2 and "eval" not in splits:
+        splits[hashes.index(min(hashes))] = "eval"
+    return splits
 
 
 def shard_name(split: str, part: int, num_parts: int) -> str:
@@ -268,10 +280,8 @@ def convert(
     if remote.is_remote(destination):
         output = remote.staging_folder(destination, staging, "output")
     root, found = find_midi_files(inputs)
-    known = corpus_splits(root)
-    files = [
-        SourceFile(str(path), rel, (known or {}).get(rel) or hash_split(rel, eval_fraction)) for path, rel in found
-    ]
+    splits = file_splits([rel for _, rel in found], eval_fraction, corpus_splits(root))
+    files = [SourceFile(str(path), rel, split) for (path, rel), split in zip(found, splits, strict=True)]
     chunks = [tuple(files[i : i + files_per_shard]) for i in range(0, len(files), files_per_shard)]
     output = Path(output)
     done = _prepare_output(output, _job_fingerprint(representation, files, files_per_shard, limits), len(chunks))

@@ -51,6 +51,8 @@ def shard_paths(data_dir: str | Path, split: str, metadata: dict | None = None) 
     metadata = metadata or load_metadata(data_dir)
     if split not in metadata["splits"]:
         raise ValueError(f"{data_dir}: no split {split!r}; it has {', '.join(metadata['splits'])}")
+    if not metadata["splits"][split]["shards"]:
+        raise ValueError(f"{data_dir}: split {split!r} has no examples")
     return [str(Path(data_dir) / name) for name in sorted(metadata["splits"][split]["shards"])]
 
 

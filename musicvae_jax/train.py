@@ -214,9 +214,17 @@ def check_data_matches(config: ConfigDict, metadata: dict) -> None:
             f"config.data.path: records of {metadata.get('num_steps')} steps with fields {metadata.get('fields')} "
             f"do not match {representation.name} ({representation.num_steps} steps, fields {expected}); reconvert"
         )
-    for split in (config.data.train_split, config.data.eval_split):
+    for flag, split in (("train_split", config.data.train_split), ("eval_split", config.data.eval_split)):
         if split not in metadata["splits"]:
-            raise ValueError(f"config.data: the data has no split {split!r} (it has {', '.join(metadata['splits'])})")
+            raise ValueError(
+                f"config.data.{flag}: the data has no split {split!r} (it has {', '.join(metadata['splits'])}); "
+                "name one of those, or reconvert with more files or a larger --eval_fraction"
+            )
+        if not metadata["splits"][split]["examples"]:
+            raise ValueError(
+                f"config.data.{flag}: split {split!r} of the data has no examples: none of its "
+                f"{metadata['splits'][split]['files']} files gave a {metadata['representation']} window"
+            )
 
 
 @functools.lru_cache(maxsize=16)

@@ -14,7 +14,7 @@ from etils import epath
 from helpers import GROOVE_DIR, REPO, note, requires_groove, write_track_midi
 
 from musicvae_jax import records, remote
-from musicvae_jax.convert import OutputConflictError, convert
+from musicvae_jax.convert import OutputConflictError, convert, file_splits
 from musicvae_jax.demo_corpus import write_demo_corpus
 
 
@@ -122,6 +122,21 @@ def test_output_with_other_settings_is_refused(demo_midi, tmp_path):
     convert([str(demo_midi)], tmp_path, "drums_2bar", workers=1)
     with pytest.raises(OutputConflictError, match="other inputs or settings"):
         convert([str(demo_midi)], tmp_path, "melody_2bar", workers=1)
+
+
+def test_a_corpus_without_a_split_file_has_an_eval_file_from_two_files_on(demo_midi, tmp_path):
+    """A hash split can leave a small corpus's eval empty; then the file with the lowest hash goes there."""
+    names = [f"song_{i}.mid" for i in range(10)]
+    half = file_splits(names, 0.5)  # the hash split itself, as it is when it has eval files
+    assert 0 < half.count("eval") < 10 and half == file_splits(names, 0.5)
+    lowest = file_splits(names, 1e-9)  # no path hashes below this
+    assert lowest.count("eval") == 1 and half[lowest.index("eval")] == "eval"
+    assert file_splits(names, 0.0) == ["train"] * 10  # no eval asked for
+    assert file_splits(names[:1], 1e-9) == ["train"]
+    assert file_splits(names, 1e-9, known=dict.fromkeys(names, "train")) == ["train"] * 10  # the corpus's own
+    metadata = convert([str(demo_midi)], tmp_path, "melody_2bar", workers=1, eval_fraction=1e-9)
+    assert metadata["splits"]["eval"]["files"] == 1 and metadata["splits"]["train"]["files"] == 11
+    assert metadata["splits"]["eval"]["examples"] > 0
 
 
 def test_cli_reports_bad_arguments_in_one_line(demo_midi, tmp_path):

@@ -20,7 +20,7 @@ import optax
 import pytest
 from array_record.python.array_record_module import ArrayRecordReader, ArrayRecordWriter
 from etils import epath
-from helpers import GROOVE_DIR, REPO
+from helpers import GROOVE_DIR, REPO, note, steps, write_track_midi
 
 from configs import drums_2bar, groovae, mel_2bar, mel_16bar, trio
 from musicvae_jax import checkpoints, input_pipeline, parallel, records, train
@@ -101,6 +101,29 @@ def test_bad_config_values_are_named_before_anything_runs(module, variant, field
     config.update_from_flattened_dict({field: value})
     with pytest.raises(ValueError, match=re.escape(message)):
         train.validate_config(config)
+
+
+def test_a_split_missing_or_left_empty_by_the_converter_is_named_at_start_up(corpora, tmp_path):
+    drums_only = tmp_path / "drums_only"
+    drums_only.mkdir()
+    for i in range(3):  # a kick on every step, on the drum channel: no melody anywhere
+        write_track_midi(
+            drums_only / f"beat_{i}.mid", [[e for s in range(32) for e in note(steps(s), steps(s + 1), 36, 9)]]
+        )
+    melodies = tmp_path / "melodies"
+    metadata = convert([str(drums_only)], melodies, "melody_2bar", workers=1)
+    config = mel_2bar.get_config("tiny")
+    message = (
+        "config.data.train_split: split 'train' of the data has no examples: none of its 2 files gave a melody_2bar"
+    )
+    with pytest.raises(ValueError, match=re.escape(message)):
+        train.check_data_matches(config, metadata)
+    with pytest.raises(ValueError, match="split 'train' has no examples"):
+        input_pipeline.shard_paths(melodies, "train")
+    config.data.eval_split = "test"
+    message = "config.data.eval_split: the data has no split 'test' (it has train, eval); name one of those"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        train.check_data_matches(config, input_pipeline.load_metadata(converted(corpora, "melody_2bar", "demo")))
 
 
 def test_step_over_the_gradient_norm_limit_is_skipped(corpora):
