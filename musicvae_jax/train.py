@@ -294,6 +294,31 @@ def abstract_state(
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), shapes)
 
 
+def check_checkpoint_fits(spec: ModelSpec, saved_config: dict, where: str) -> None:
+    """Fails, naming the config fields that changed, where a checkpoint holds parameters of other shapes.
+
+    Orbax's own error names an array's shapes, not the field behind them.
+    Fields that leave the shapes alone (compute_dtype, unroll, ...) may
+    change on resume.
+    """
+    saved = model_spec(ConfigDict(saved_config))
+
+    def shapes(s: ModelSpec) -> Any:
+        return jax.tree.map(lambda x: x.shape, jax.eval_shape(lambda: init_params(MusicVAE(s), jax.random.key(0))))
+
+    if shapes(saved) == shapes(spec):
+        return
+    changed = [
+        f"config.{'data' if f.name == 'representation' else 'model'}.{f.name} is {getattr(spec, f.name)} here, "
+        f"{getattr(saved, f.name)} there"
+        for f in dataclasses.fields(ModelSpec)
+        if f.name not in ("num_steps", "num_bars") and getattr(spec, f.name) != getattr(saved, f.name)
+    ]
+    raise ValueError(
+        f"{where} holds another model ({'; '.join(changed)}): resume with its config, or start a new --workdir"
+    )
+
+
 def loss_and_grads(
     params: Any, batch: dict, rng: jax.Array, step: jax.Array, *, model: MusicVAE, spec: TrainSpec
 ) -> tuple[dict, Any]:
@@ -522,6 +547,9 @@ def train_and_evaluate(config: ConfigDict, workdir: str | Path, data_dir: str | 
     if start is None:
         state = parallel.replicate(create_state(spec, tspec, init_rng), mesh)
     else:
+        check_checkpoint_fits(
+            spec, checkpoints.restore_config(manager, start), f"checkpoint {start} in {manager.directory}"
+        )
         state, _ = checkpoints.restore(manager, start, abstract_state(spec, tspec, replicated), train_iter)
         logging.info("Resumed from the checkpoint at step %d", start)
     start = int(start or 0)

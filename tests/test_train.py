@@ -213,6 +213,20 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(corpora, tmp_path, cap
     assert data_a == data_b == {"batches_delivered": 12}
     jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-5, atol=1e-6), a, b)
 
+    # Another model in the same workdir is named before anything is restored; a field that leaves the shapes
+    # alone may change.
+    other = tiny_run_config(num_steps=16)
+    other.model.z_size = 2 * other.model.z_size
+    message = f"holds another model (config.model.z_size is {other.model.z_size} here, {other.model.z_size // 2} there)"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        train.train_and_evaluate(other, tmp_path / "resumed", data_dir)
+    manager = checkpoints.make_manager(tmp_path / "resumed", 3, async_save=False)
+    saved = checkpoints.restore_config(manager)
+    manager.close()
+    other = tiny_run_config()
+    other.model.unroll, other.model.compute_dtype = 4, "bfloat16"
+    train.check_checkpoint_fits(train.model_spec(other), saved, "checkpoint 12")
+
 
 def test_sigterm_saves_a_checkpoint_and_the_run_resumes(corpora, tmp_path, capsys):
     """A preemption notice mid-run, delivered to this process: the run's own handler has the loop save the step
