@@ -208,7 +208,11 @@ def run(
     use_sigma: bool = False,
 ) -> list[Path]:
     """Does one mode's work and returns the files written."""
+    if temperature < 0:
+        raise ValueError(f"--temperature must be >= 0 (near 0 is argmax), got {temperature}")
     if mode == "sample":
+        if num < 1:
+            raise ValueError(f"--num must be >= 1, got {num}")
         z = np.random.default_rng(seed).standard_normal((num, generator.spec.z_size)).astype(np.float32) * z_scale
         return write_all(generator, {"sample": generator.decode(z, seed, temperature)}, output, together=False)
     if mode in ("reconstruct", "encode"):

@@ -182,6 +182,11 @@ def test_bad_requests_are_named(drums_run, tmp_path):
         run(generator, "interpolate", tmp_path / "out", inputs=[str(melody_only)])
     with pytest.raises(ValueError, match="--steps must be >= 2"):
         run(generator, "interpolate", tmp_path / "out", inputs=[str(melody_only)] * 2, steps=1)
+    with pytest.raises(ValueError, match="--num must be >= 1, got 0"):
+        run(generator, "sample", tmp_path / "out", num=0)
+    with pytest.raises(ValueError, match="--temperature must be >= 0"):
+        run(generator, "sample", tmp_path / "out", temperature=-1.0)
+    assert not (tmp_path / "out").exists()
 
 
 def test_cli_errors_are_one_line(drums_run, tmp_path):
