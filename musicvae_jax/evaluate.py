@@ -101,11 +101,17 @@ def evaluate(
     generator: Generator, data_dir: str | Path, split: str, batch_size: int, seed: int = 0, max_batches: int = 0
 ) -> dict:
     """Metrics over the split (or its first `max_batches` batches)."""
+    if batch_size < 1 or max_batches < 0:
+        raise ValueError(f"--batch_size must be >= 1 and --max_batches >= 0, got {batch_size} and {max_batches}")
+    metadata = input_pipeline.load_metadata(data_dir)
+    input_pipeline.check_representation(
+        metadata, generator.representation.name, str(data_dir), "the checkpoint's config.data.representation"
+    )
     model = MusicVAE(generator.spec)
     step_fn = jax.jit(lambda p, b, r: batch_sums(model, p, b, r))
     totals: dict[str, float] = {}
     iterator = input_pipeline.make_iterator(data_dir, split, global_batch_size=batch_size, train=False)
-    examples = input_pipeline.load_metadata(data_dir)["splits"][split]["examples"]
+    examples = metadata["splits"][split]["examples"]
     total = -(-examples // batch_size)
     total = min(total, max_batches) if max_batches else total
     for i, batch in enumerate(tqdm(iterator, total=total, desc=f"evaluating {split}", unit="batch")):

@@ -47,6 +47,20 @@ def load_metadata(data_dir: str | Path) -> dict:
     return json.loads(path.read_text())
 
 
+def check_representation(metadata: dict, name: str, data_field: str, model_field: str) -> None:
+    """Fails, naming the fields, where converted data holds another representation than the model reads, or
+    records of another form (from another version of the converter)."""
+    if metadata["representation"] != name:
+        raise ValueError(f"{data_field} holds {metadata['representation']} data but {model_field} is {name}")
+    representation = get_representation(name)
+    expected = {k: v.as_dict() for k, v in representation.fields.items()}
+    if metadata.get("num_steps") != representation.num_steps or metadata.get("fields") != expected:
+        raise ValueError(
+            f"{data_field}: records of {metadata.get('num_steps')} steps with fields {metadata.get('fields')} "
+            f"do not match {name} ({representation.num_steps} steps, fields {expected}); reconvert"
+        )
+
+
 def shard_paths(data_dir: str | Path, split: str, metadata: dict | None = None) -> list[str]:
     metadata = metadata or load_metadata(data_dir)
     if split not in metadata["splits"]:

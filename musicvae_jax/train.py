@@ -202,18 +202,9 @@ def usable_cpus() -> int:
 
 
 def check_data_matches(config: ConfigDict, metadata: dict) -> None:
-    if metadata["representation"] != config.data.representation:
-        raise ValueError(
-            f"config.data.path holds {metadata['representation']} data but "
-            f"config.data.representation is {config.data.representation}"
-        )
-    representation = get_representation(config.data.representation)
-    expected = {k: v.as_dict() for k, v in representation.fields.items()}
-    if metadata.get("num_steps") != representation.num_steps or metadata.get("fields") != expected:
-        raise ValueError(
-            f"config.data.path: records of {metadata.get('num_steps')} steps with fields {metadata.get('fields')} "
-            f"do not match {representation.name} ({representation.num_steps} steps, fields {expected}); reconvert"
-        )
+    input_pipeline.check_representation(
+        metadata, config.data.representation, "config.data.path", "config.data.representation"
+    )
     for flag, split in (("train_split", config.data.train_split), ("eval_split", config.data.eval_split)):
         if split not in metadata["splits"]:
             raise ValueError(

@@ -249,6 +249,21 @@ def test_evaluate_equals_a_direct_computation(drums_run, tmp_path):
     assert result["kl_bits"] == pytest.approx(result["kl"] / np.log(2))
 
 
+def test_evaluate_names_bad_requests(drums_run, groove_run):
+    from musicvae_jax.evaluate import evaluate
+
+    generator, data_dir = Generator.restore(drums_run), drums_run.parent / "data"
+    with pytest.raises(ValueError, match="--batch_size must be >= 1"):
+        evaluate(generator, data_dir, "eval", batch_size=0)
+    with pytest.raises(ValueError, match="--max_batches >= 0, got 3 and -1"):
+        evaluate(generator, data_dir, "eval", batch_size=3, max_batches=-1)
+    message = "holds groove_2bar data but the checkpoint's config.data.representation is drums_2bar"
+    with pytest.raises(ValueError, match=message):
+        evaluate(generator, groove_run.parent / "data", "eval", batch_size=3)
+    with pytest.raises(ValueError, match="no split 'test'; it has train, eval"):
+        evaluate(generator, data_dir, "test", batch_size=3)
+
+
 def test_page_shows_a_piano_roll_for_every_file(drums_run, tmp_path):
     import shutil
 
