@@ -267,10 +267,15 @@ def convert(
     folders under `staging` (see musicvae_jax/remote.py).
     """
     get_representation(representation)  # fail early on a bad name
-    if files_per_shard < 1:
-        raise ValueError(f"files_per_shard must be >= 1, got {files_per_shard}")
-    if not 0.0 <= eval_fraction < 1.0:
-        raise ValueError(f"eval_fraction must be in [0, 1), got {eval_fraction}")
+    for flag, value, ok, rule in [
+        ("files_per_shard", files_per_shard, files_per_shard >= 1, ">= 1"),
+        ("max_file_bytes", limits.max_bytes, limits.max_bytes >= 1, ">= 1"),
+        ("max_steps", limits.max_steps, limits.max_steps >= 1, ">= 1"),
+        ("workers", workers, workers is None or workers >= 0, ">= 0 (0: one per core)"),
+        ("eval_fraction", eval_fraction, 0.0 <= eval_fraction < 1.0, "in [0, 1)"),
+    ]:
+        if not ok:
+            raise ValueError(f"--{flag} must be {rule}, got {value}")
     staging, sources = Path(staging), list(inputs)
     inputs = [
         str(remote.fetch_folder(i, remote.staging_folder(i, staging, "input"))) if remote.is_remote(i) else i
@@ -366,7 +371,7 @@ def _define_flags() -> None:
     flags.DEFINE_string("staging_dir", str(remote.DEFAULT_STAGING), "Local copies of gs:// inputs and outputs.")
     flags.DEFINE_string("representation", None, "One of the names in musicvae_jax.representations.")
     config_flags.DEFINE_config_file("config", None, "A config file; its data.representation is used.")
-    flags.DEFINE_integer("workers", os.cpu_count(), "Worker processes.")
+    flags.DEFINE_integer("workers", 0, "Worker processes (0: one per core).")
     flags.DEFINE_integer("files_per_shard", 64, "MIDI files per shard (and per unit of resumable work).")
     flags.DEFINE_float("eval_fraction", 0.1, "Share of files in 'eval' when the corpus has no split file.")
     flags.DEFINE_integer("max_file_bytes", ReadLimits.max_bytes, "Larger files are skipped.")

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from helpers import GROOVE_DIR, REPO, note, requires_groove, write_track_midi
 from musicvae_jax import records, remote
 from musicvae_jax.convert import OutputConflictError, convert, file_splits
 from musicvae_jax.demo_corpus import write_demo_corpus
+from musicvae_jax.midi_io import ReadLimits
 
 
 @pytest.fixture(scope="module")
@@ -149,6 +151,19 @@ def test_cli_reports_bad_arguments_in_one_line(demo_midi, tmp_path):
     assert missing.returncode == 2 and "no such file or folder" in missing.stderr and "Traceback" not in missing.stderr
     unknown = run(f"--input={demo_midi}", f"--output={tmp_path / 'o'}", "--representation=bongos")
     assert unknown.returncode == 2 and "unknown representation 'bongos'" in unknown.stderr
+    negative = run(
+        f"--input={demo_midi}", f"--output={tmp_path / 'o'}", "--representation=drums_2bar", "--max_steps=-5"
+    )
+    assert negative.returncode == 2 and "--max_steps must be >= 1, got -5" in negative.stderr
+    assert not (tmp_path / "o").exists()
+    for field, value, message in [
+        ("files_per_shard", 0, "--files_per_shard must be >= 1, got 0"),
+        ("workers", -2, "--workers must be >= 0 (0: one per core), got -2"),
+        ("eval_fraction", 1.5, "--eval_fraction must be in [0, 1), got 1.5"),
+        ("limits", ReadLimits(max_bytes=0), "--max_file_bytes must be >= 1, got 0"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            convert([str(demo_midi)], tmp_path / "o", "drums_2bar", **{field: value})
     from_config = run(f"--input={demo_midi}", f"--output={tmp_path / 'c'}", "--config=configs/groovae.py:4bar")
     assert from_config.returncode == 0, from_config.stderr
     assert json.loads((tmp_path / "c" / "metadata.json").read_text())["representation"] == "groove_4bar"
