@@ -68,6 +68,8 @@ def main(argv: list[str]) -> None:
         cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
     config = FLAGS.config
     workdir = FLAGS.workdir
+    if "://" not in workdir and Path(workdir).exists() and not Path(workdir).is_dir():
+        cli.fail(f"--workdir {workdir}: not a folder")
     try:
         validate_config(config)
         distributed.initialize_from_flags()
@@ -76,10 +78,8 @@ def main(argv: list[str]) -> None:
     except (ValueError, FileNotFoundError, FloatingPointError) as e:
         cli.fail(str(e))
     if distributed.is_leader():
-        print(
-            f"done: checkpoints in {workdir}/checkpoints, TensorBoard logs in {workdir}/tensorboard "
-            f"(final train loss {metrics.get('loss', float('nan')):.3f})"
-        )
+        loss = f" (final train loss {metrics['loss']:.3f})" if "loss" in metrics else ""
+        print(f"done: checkpoints in {workdir}/checkpoints, TensorBoard logs in {workdir}/tensorboard{loss}")
 
 
 if __name__ == "__main__":

@@ -552,6 +552,11 @@ def train_and_evaluate(config: ConfigDict, workdir: str | Path, data_dir: str | 
         f"{n_params:,} parameters, {mesh.devices.size} device(s), {workers} loader worker(s); "
         f"steps {start} -> {config.train.num_steps}"
     )
+    if start >= config.train.num_steps:
+        writer.line(
+            f"nothing to train: the checkpoint at step {start} has reached config.train.num_steps="
+            f"{config.train.num_steps}; raise it to train on"
+        )
     preemption = _Preemption()
     last_metrics: dict[str, float] = {}
     window_start, window_steps = time.perf_counter(), 0

@@ -48,6 +48,11 @@ def test_default_run_trains_on_the_demo_corpus_and_resumes(tmp_path):
     # Our own log lines show; the libraries' INFO chatter (Orbax: dozens of lines per checkpoint) does not.
     assert "Resumed from the checkpoint at step 4" in again.stderr
     assert "checkpoint_manager.py" not in again.stderr and "orbax" not in again.stderr.lower()
+    # Once more: the run has reached its steps, and says so.
+    done = run_main(f"--workdir={tmp_path}", *SHORT, "--config.train.num_steps=6", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "nothing to train: the checkpoint at step 6 has reached config.train.num_steps=6" in done.stdout
+    assert "final train loss" not in done.stdout and not (tmp_path / "checkpoints" / "7").exists()
 
 
 # One case per way a start can fail: ml_collections' parsing of the config flags, absl's flags, the config's
@@ -61,6 +66,7 @@ def test_default_run_trains_on_the_demo_corpus_and_resumes(tmp_path):
         (["--config=configs/nope.py"], "No such file or directory"),
         (["--config=configs/groovae.py", "--config.data.transpose_range=(-2, 2)"], "no melodic part"),
         (["--num_processes=2"], "--num_processes=2 needs --coordinator_address"),
+        (["--workdir=README.md"], "--workdir README.md: not a folder"),
         (["--distributed=sometimes"], "--distributed"),
     ],
 )
