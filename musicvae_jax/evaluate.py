@@ -171,6 +171,9 @@ def main(argv: Sequence[str]) -> None:
 
     FLAGS = flags.FLAGS
     generator, workdir = restore_from_flags(argv)
+    output = Path(FLAGS.output) if FLAGS.output else workdir / f"eval_{FLAGS.split}.json"
+    if output.is_dir():
+        fail(f"--output {output}: a folder; name the JSON file to write")
     try:
         config = generator.config
         data_dir = Path(FLAGS.data_path or config.data.path or workdir / "data" / config.data.representation)
@@ -179,7 +182,7 @@ def main(argv: Sequence[str]) -> None:
         )
     except (ValueError, FileNotFoundError) as e:
         fail(str(e))
-    output = Path(FLAGS.output) if FLAGS.output else workdir / f"eval_{FLAGS.split}.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(result, indent=2) + "\n")
     print(format_table(result))
     print(f"wrote {output}")

@@ -208,6 +208,8 @@ def run(
     use_sigma: bool = False,
 ) -> list[Path]:
     """Does one mode's work and returns the files written."""
+    if output.exists() and not output.is_dir():
+        raise ValueError(f"--output {output}: not a folder")
     if temperature < 0:
         raise ValueError(f"--temperature must be >= 0 (near 0 is argmax), got {temperature}")
     if mode == "sample":

@@ -1,5 +1,6 @@
 """Generation from a real (tiny, briefly trained) checkpoint: modes, determinism, round trips, errors."""
 
+import json
 import subprocess
 import sys
 
@@ -186,6 +187,8 @@ def test_bad_requests_are_named(drums_run, tmp_path):
         run(generator, "sample", tmp_path / "out", num=0)
     with pytest.raises(ValueError, match="--temperature must be >= 0"):
         run(generator, "sample", tmp_path / "out", temperature=-1.0)
+    with pytest.raises(ValueError, match="--output .*melody.mid: not a folder"):
+        run(generator, "sample", melody_only)
     assert not (tmp_path / "out").exists()
 
 
@@ -215,6 +218,24 @@ def test_cli_errors_are_one_line(drums_run, tmp_path):
         "sample_001.mid",
         "sample_001.png",
     ]
+
+
+def test_evaluate_cli_prints_the_table_and_writes_the_json(drums_run, tmp_path):
+    def evaluate_cli(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "musicvae_jax.evaluate", f"--workdir={drums_run}", *args],
+            cwd=REPO, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+
+    folder = evaluate_cli(f"--output={tmp_path}")
+    assert folder.returncode == 2 and "a folder; name the JSON file" in folder.stderr
+    assert "Traceback" not in folder.stderr
+    output = tmp_path / "new" / "eval.json"
+    ok = evaluate_cli(f"--output={output}", "--batch_size=3", f"--data_path={drums_run.parent / 'data'}")
+    assert ok.returncode == 0, ok.stderr
+    result = json.loads(output.read_text())
+    assert f"| tokens | {result['accuracy']['tokens']['teacher_forced']:.3f} |" in ok.stdout
+    assert f"eval: {result['examples']} examples, r_loss {result['r_loss']:.3f}" in ok.stdout
 
 
 def evaluated_and_direct(run_dir):
