@@ -76,6 +76,19 @@ def test_trio_hierarchical_samples_round_trip(trio_run, tmp_path):
     np.testing.assert_array_equal(drum_tokens(drum_hits(back, GM_PITCH_TO_CLASS), 0, 256), example["drums"])
 
 
+@pytest.mark.parametrize("run_fixture", ["drums_run", "trio_run", "groove_run"])
+def test_rows_decoded_with_the_same_draws_sample_as_lone_decodes(run_fixture, request):
+    """Interpolation decodes its steps in one batch, each with the draws of a lone decode with the seed."""
+    generator = Generator.restore(request.getfixturevalue(run_fixture))
+    z = np.random.default_rng(1).standard_normal((3, generator.spec.z_size)).astype(np.float32)
+    together = generator.decode(z, 5, 1.0, same_draws=True)
+    for i in range(3):
+        (alone,) = generator.decode(z[i : i + 1], 5, 1.0)
+        assert together[i].keys() == alone.keys()
+        for key, values in alone.items():
+            np.testing.assert_allclose(together[i][key], values, rtol=1e-5, atol=1e-6)
+
+
 def test_interpolation_ends_reproduce_the_reconstructions(drums_run, tmp_path):
     midi = sorted((drums_run.parent / "midi").glob("*.mid"))
     generator = Generator.restore(drums_run)
@@ -152,8 +165,11 @@ def test_a_checkpoint_samples_in_the_precision_asked_for(drums_run):
     assert (trained.spec.compute_dtype, mixed.spec.compute_dtype) == ("float32", "bfloat16")
     assert all(jax.tree.leaves(jax.tree.map(lambda a, b: bool((a == b).all()), trained.params, mixed.params)))
     z = np.random.default_rng(0).normal(size=(2, trained.spec.z_size)).astype(np.float32)
-    exact, rounded = (np.asarray(g._decode(g.params, z, jax.random.key(0), 1e-6)) for g in (trained, mixed))
-    assert exact.shape == rounded.shape
+    exact, rounded = (np.stack([e["tokens"] for e in g.decode(z, 0, 0.0)]) for g in (trained, mixed))
+    assert exact.shape == rounded.shape == (2, trained.spec.num_steps)
+    # Argmax decoding from the same z: products rounded to bfloat16 move some of a barely trained model's close
+    # choices (6 of 64 here), not most.
+    assert np.mean(exact == rounded) >= 0.5, np.mean(exact == rounded)
     with pytest.raises(ValueError, match="config.model.compute_dtype"):
         Generator.restore(drums_run, compute_dtype="float16")
 

@@ -180,8 +180,11 @@ def stepwise(
     sampling_prob: float | jax.Array = 1.0,
     carries: list | None = None,
     keep_masks: list | None = None,
+    same_draws: bool = False,
 ) -> Decoded:
     """Decodes step by step, feeding back samples; `first_values` per part are fed at the first step.
+
+    `same_draws`: every example samples with the draws of a batch of one (`Part.sample`).
 
     With `target_values` per part [N, S(, 27)] (scheduled sampling), each
     example's next input is its own sample with probability `sampling_prob`,
@@ -205,7 +208,7 @@ def stepwise(
             carries, h = stack_step(lstm, carries, dense_inputs(spec, cond, prev), step_masks)
         raw = dot(h, weights["head_kernel"]) + weights["head_bias"]
         values = [
-            part.sample(part_raw, jax.random.fold_in(step_rng, i), temperature)
+            part.sample(part_raw, jax.random.fold_in(step_rng, i), temperature, same_draws)
             for i, (part, part_raw) in enumerate(zip(spec.parts, split_parts(spec, raw), strict=True))
         ]
         fed = values

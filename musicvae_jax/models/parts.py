@@ -121,16 +121,28 @@ class Part:
             return jnp.all((raw[..., :GROOVE_HITS] > 0) == (hits > 0.5), axis=-1)
         return jnp.argmax(raw, axis=-1) == targets
 
-    def sample(self, raw: jax.Array, rng: jax.Array, temperature: float | jax.Array) -> jax.Array:
-        """Values drawn from the output distribution; temperature near 0 is argmax (or hit > 0.5)."""
+    def sample(
+        self, raw: jax.Array, rng: jax.Array, temperature: float | jax.Array, same_draws: bool = False
+    ) -> jax.Array:
+        """Values drawn from the output distribution of raw [B, ...]; temperature near 0 is argmax (or hit > 0.5).
+
+        `same_draws`: every row uses the draws a batch of one would (one
+        noise row, broadcast), so rows given the same key differ only by
+        their outputs.
+        """
         greedy = temperature < 1e-4
         if self.kind == "groove":
             out = self.split_outputs(raw)
-            threshold = jnp.where(greedy, 0.5, jax.random.uniform(rng, out["hit_logits"].shape))
+            shape = out["hit_logits"].shape
+            noise = jax.random.uniform(rng, (1, *shape[1:]) if same_draws else shape)
+            threshold = jnp.where(greedy, 0.5, noise)
             probs = jax.nn.sigmoid(out["hit_logits"] / jnp.maximum(temperature, 1e-4))
             hits = (probs > threshold).astype(jnp.float32)
             return jnp.concatenate([hits, out["velocities"] * hits, out["offsets"] * hits], axis=-1)
-        sampled = jax.random.categorical(rng, raw / jnp.maximum(temperature, 1e-4))
+        # A categorical draw as the Gumbel-max of the logits: jax.random.categorical's own way, with the noise's
+        # shape in our hands.
+        noise = jax.random.gumbel(rng, (1, *raw.shape[1:]) if same_draws else raw.shape, jnp.float32)
+        sampled = jnp.argmax(raw.astype(jnp.float32) / jnp.maximum(temperature, 1e-4) + noise, axis=-1)
         return jnp.where(greedy, jnp.argmax(raw, axis=-1), sampled)
 
 

@@ -198,14 +198,20 @@ class MusicVAE(nn.Module):
             raw = decoders.split_parts(spec, out)
         return {"raw": {p.name: r for p, r in zip(s.parts, raw, strict=True)}, "mu": mu, "sigma": sigma, "z": z}
 
-    def decode(self, z: jax.Array, rng: jax.Array, temperature: float | jax.Array = 1.0) -> dict:
-        """Samples from z [B, z]: values per part ([B, T] tokens or [B, T, 27])."""
+    def decode(
+        self, z: jax.Array, rng: jax.Array, temperature: float | jax.Array = 1.0, same_draws: bool = False
+    ) -> dict:
+        """Samples from z [B, z]: values per part ([B, T] tokens or [B, T, 27]).
+
+        `same_draws`: row i samples as decoding z[i:i+1] alone with `rng` would.
+        """
         s = self.spec
         specs = s.core_specs()
+        options = dict(temperature=temperature, same_draws=same_draws)
         if not s.hierarchical:
             weights = self.cores[0](s.z_size)
             first = decoders.start_values(specs[0], z.shape[0])
-            values = decoders.stepwise(specs[0], weights, z, first, s.num_steps, rng, temperature=temperature).values
+            values = decoders.stepwise(specs[0], weights, z, first, s.num_steps, rng, **options).values
             return {p.name: v for p, v in zip(s.parts, values, strict=True)}
         embeddings = self.conductor_embeddings(z)
         bar_steps = s.num_steps // s.num_bars
@@ -216,7 +222,7 @@ class MusicVAE(nn.Module):
             outs, new_lasts = [], []
             for i, (spec, w, last) in enumerate(zip(specs, weights, lasts, strict=True)):
                 bar_rng = jax.random.fold_in(jax.random.fold_in(rng, u), i)
-                decoded = decoders.stepwise(spec, w, cond, last, bar_steps, bar_rng, temperature=temperature)
+                decoded = decoders.stepwise(spec, w, cond, last, bar_steps, bar_rng, **options)
                 outs.append(decoded.values[0])
                 new_lasts.append(decoded.last)
             return new_lasts, outs
