@@ -6,6 +6,7 @@ on their leading axis, parameters and optimizer state are replicated.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -45,30 +46,40 @@ def check_step_fits(
     """Stops at start-up, naming config.batch_size, when a compiled step needs more memory than a device has.
 
     `memory` is the compiled step's `memory_analysis()` (XLA's own count of
-    one device's buffers), `bytes_limit` what the device's allocator may use
-    (`memory_stats()["bytes_limit"]`; None on a CPU, where nothing is checked).
+    one device's buffers), `bytes_limit` what one device may use
+    (`device_bytes_limit`; None where unknown, and nothing is checked).
     Otherwise the run would stop at its first step with XLA's
     RESOURCE_EXHAUSTED and a stack trace. On a GPU that limit is a fraction
     of the card (JAX's default 0.75: 104.9 of an H200's 139.8 GiB), so the
-    message says how to raise it.
+    message says how to raise it. On a CPU the state is in host memory
+    already, so only the step's new buffers count against what is free.
     """
     if memory is None or not bytes_limit:
         return
-    need = step_bytes(memory)
-    if need > bytes_limit:
-        per_device = global_batch_size // mesh.devices.size
+    need = step_bytes(memory) - (memory.argument_size_in_bytes if platform == "cpu" else 0)
+    if need <= bytes_limit:
+        return
+    per_device = global_batch_size // mesh.devices.size
+    lower = (
+        f"lower config.batch_size (the step's temporaries, {memory.temp_size_in_bytes / 2**30:.1f} GiB, grow with it)"
+    )
+    if platform == "cpu":
         raise ValueError(
             f"config.batch_size {global_batch_size} ({per_device} per device): the training step needs "
-            f"{need / 2**30:.1f} GiB of memory on each device, which has {bytes_limit / 2**30:.1f} GiB; "
-            f"lower config.batch_size (the step's temporaries, {memory.temp_size_in_bytes / 2**30:.1f} GiB, "
-            "grow with it) or spread it over more devices"
-            + (
-                "; or let JAX use more of each GPU (XLA_PYTHON_CLIENT_MEM_FRACTION=.95, "
-                "XLA_CLIENT_MEM_FRACTION in newer JAX; 0.75 unless set)"
-                if platform == "gpu"
-                else ""
-            )
+            f"{need / 2**30:.1f} GiB of host memory beyond the state for each device, and "
+            f"{bytes_limit / 2**30:.1f} GiB is free for each; {lower}"
         )
+    raise ValueError(
+        f"config.batch_size {global_batch_size} ({per_device} per device): the training step needs "
+        f"{need / 2**30:.1f} GiB of memory on each device, which has {bytes_limit / 2**30:.1f} GiB; "
+        f"{lower} or spread it over more devices"
+        + (
+            "; or let JAX use more of each GPU (XLA_PYTHON_CLIENT_MEM_FRACTION=.95, "
+            "XLA_CLIENT_MEM_FRACTION in newer JAX; 0.75 unless set)"
+            if platform == "gpu"
+            else ""
+        )
+    )
 
 
 def step_bytes(memory: Any) -> int:
@@ -82,9 +93,21 @@ def step_bytes(memory: Any) -> int:
 
 
 def device_bytes_limit() -> int | None:
-    """What one of this process's devices' allocator may use, or None where the backend does not say (CPUs)."""
+    """What one of this process's devices may use: its allocator's limit, or on a CPU, whose devices share the
+    host's memory, their share of what the host has free (Linux's MemAvailable); None where neither is known."""
     stats = jax.local_devices()[0].memory_stats()
-    return stats.get("bytes_limit") if stats else None
+    if stats and stats.get("bytes_limit"):
+        return stats["bytes_limit"]
+    if jax.local_devices()[0].platform != "cpu":
+        return None
+    try:
+        meminfo = Path("/proc/meminfo").read_text()
+    except OSError:
+        return None
+    for line in meminfo.splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024 // jax.local_device_count()
+    return None
 
 
 def global_batch(local_batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:

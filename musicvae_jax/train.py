@@ -92,6 +92,12 @@ def validate_config(config: ConfigDict) -> None:
         raise ValueError(f"config.data.representation: {e}") from None
     if config.batch_size < 1:
         raise ValueError(f"config.batch_size must be >= 1, got {config.batch_size}")
+    if config.seed < 0:
+        raise ValueError(f"config.seed must be >= 0, got {config.seed}")
+    if not config.data.path and config.data.demo_songs < 2:
+        raise ValueError(
+            f"config.data.demo_songs must be >= 2 (a train and an eval song), got {config.data.demo_songs}"
+        )
     if config.data.num_workers < -1:
         raise ValueError(f"config.data.num_workers must be >= 0, or -1 for auto, got {config.data.num_workers}")
     if config.data.cache_mb < 0:

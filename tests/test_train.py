@@ -94,6 +94,8 @@ def test_tiny_model_overfits_a_handful_of_real_examples(corpora, name, module, v
         (mel_2bar, "tiny", "model.humanize", True, "config.model.humanize applies to groove representations"),
         (drums_2bar, "tiny", "model.groove_values_on_hits", True, "groove_values_on_hits applies to groove"),
         (mel_2bar, "tiny", "train.checkpoint_every", 0, "config.train.checkpoint_every must be >= 1"),
+        (mel_2bar, "tiny", "seed", -1, "config.seed must be >= 0, got -1"),
+        (mel_2bar, "tiny", "data.demo_songs", 1, "config.data.demo_songs must be >= 2"),
     ],
 )
 def test_bad_config_values_are_named_before_anything_runs(module, variant, field, value, message):
@@ -368,7 +370,7 @@ def test_one_and_two_devices_give_the_same_losses_and_parameters(corpora, tmp_pa
 
 
 def test_a_step_too_big_for_the_device_memory_stops_at_start_up_naming_the_batch():
-    """XLA's count of the compiled step's buffers against a device's limit (CPUs give none, so the limit is set)."""
+    """XLA's count of the compiled step's buffers against a device's limit (set here: this CPU has too much)."""
     config = mel_2bar.get_config("tiny")
     config.batch_size = 8
     spec, tspec = train.model_spec(config), train.TrainSpec.from_config(config)
@@ -379,16 +381,24 @@ def test_a_step_too_big_for_the_device_memory_stops_at_start_up_naming_the_batch
     need = parallel.step_bytes(memory)
     assert memory.temp_size_in_bytes > 0 and memory.alias_size_in_bytes > 0  # the state is donated
     mesh = parallel.make_mesh(jax.devices()[:1])
-    parallel.check_step_fits(memory, None, 8, mesh)  # a CPU: no limit, no check
-    parallel.check_step_fits(memory, need, 8, mesh)
-    too_big = r"config.batch_size 8 \(8 per device\).* GiB of memory on each device"
+    parallel.check_step_fits(memory, None, 8, mesh, "tpu")  # no limit known: no check
+    parallel.check_step_fits(memory, need, 8, mesh, "tpu")
+    too_big = r"config.batch_size 8 \(8 per device\).* GiB of memory on each device, which has"
     with pytest.raises(ValueError, match=too_big) as error:
-        parallel.check_step_fits(memory, need - 1, 8, mesh)
+        parallel.check_step_fits(memory, need - 1, 8, mesh, "tpu")
     assert "MEM_FRACTION" not in str(error.value)
     # JAX's GPU allocator takes a fraction of the card unless told otherwise: the message says how to raise it.
     with pytest.raises(ValueError, match=r"lower config.batch_size .*GPU \(XLA_PYTHON_CLIENT_MEM_FRACTION"):
         parallel.check_step_fits(memory, need - 1, 8, mesh, "gpu")
-    assert parallel.device_bytes_limit() is None  # this CPU's devices report no limit
+    # A CPU's state is in host memory already: what is free must hold the rest.
+    beyond_state = need - memory.argument_size_in_bytes
+    parallel.check_step_fits(memory, beyond_state, 8, mesh, "cpu")
+    with pytest.raises(ValueError, match=r"of host memory beyond the state for each device, and .* GiB is free"):
+        parallel.check_step_fits(memory, beyond_state - 1, 8, mesh, "cpu")
+    meminfo = Path("/proc/meminfo")
+    if meminfo.is_file():  # Linux: each CPU device's share of the host's available memory
+        available = next(int(x.split()[1]) for x in meminfo.read_text().splitlines() if x.startswith("MemAvailable"))
+        assert parallel.device_bytes_limit() == pytest.approx(available * 1024 / jax.local_device_count(), rel=0.2)
 
 
 def test_auto_loader_workers_read_in_process_on_a_cpu_and_in_workers_beside_accelerators():
