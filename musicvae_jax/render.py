@@ -13,6 +13,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from tqdm import tqdm
+
 from musicvae_jax.notes import STEPS_PER_BAR, NoteSequence
 from musicvae_jax.representations.drums import GM_DRUM_CLASS_PITCHES, GM_PITCH_TO_CLASS
 from musicvae_jax.representations.groove import TD11_PITCH_TO_CLASS
@@ -96,7 +98,14 @@ def write_page(output: Path, midi_files: list[Path], sequences: list[NoteSequenc
     """A piano roll per MIDI file, audio where possible, all on output/index.html."""
     soundfont = find_soundfont() if shutil.which("fluidsynth") else None
     blocks = []
-    for midi, sequence in zip(midi_files, sequences, strict=True):
+    renders = tqdm(
+        zip(midi_files, sequences, strict=True),
+        total=len(midi_files),
+        desc="rendering",
+        unit="file",
+        disable=len(midi_files) < 10,  # a bar where it takes more than a second or so
+    )
+    for midi, sequence in renders:
         png = piano_roll(sequence, midi.with_suffix(".png"), midi.name)
         audio = render_audio(midi, midi.with_suffix(".wav"), soundfont) if soundfont else None
         player = (
