@@ -120,7 +120,7 @@ class Generator:
         `same_draws`: every row samples with the random draws of a lone
         decode with `seed` (row i as `decode(z[i:i+1], seed, ...)` gives it),
         so rows differ only by z, as an interpolation's steps should; in one
-        batch, 2.7-3.3x faster than one call per row for the big models on a
+        batch, 1.9-3.2x faster than one call per row for the big models on a
         CPU (BENCHMARKS.md).
         """
         rows = min(len(z), CHUNK)
