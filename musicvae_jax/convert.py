@@ -276,6 +276,9 @@ def convert(
     ]:
         if not ok:
             raise ValueError(f"--{flag} must be {rule}, got {value}")
+    for path in inputs:
+        remote.check_reachable(path, "--input")
+    remote.check_reachable(output, "--output")
     staging, sources = Path(staging), list(inputs)
     inputs = [
         str(remote.fetch_folder(i, remote.staging_folder(i, staging, "input"))) if remote.is_remote(i) else i

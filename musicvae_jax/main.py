@@ -20,7 +20,7 @@ from absl import flags, logging
 from jax.experimental import multihost_utils
 from ml_collections import ConfigDict, config_flags
 
-from musicvae_jax import cli, convert, demo_corpus, distributed, input_pipeline
+from musicvae_jax import cli, convert, demo_corpus, distributed, input_pipeline, remote
 from musicvae_jax.train import check_data_matches, train_and_evaluate, validate_config
 
 DEFAULT_CONFIG = str(Path(__file__).resolve().parent.parent / "configs" / "trio.py") + ":tiny"
@@ -71,6 +71,7 @@ def main(argv: list[str]) -> None:
     if "://" not in workdir and Path(workdir).exists() and not Path(workdir).is_dir():
         cli.fail(f"--workdir {workdir}: not a folder")
     try:
+        remote.check_reachable(workdir, "--workdir")
         validate_config(config)
         distributed.initialize_from_flags()
         data_dir = prepare_data(config, workdir)

@@ -12,6 +12,7 @@ reaches Cloud Storage with `pip install -e '.[gcs]'`.
 from __future__ import annotations
 
 import hashlib
+import importlib
 from pathlib import Path
 
 from etils import epath
@@ -22,6 +23,18 @@ _FETCHED_SUFFIXES = (".mid", ".midi", ".csv")
 
 def is_remote(path: str | Path) -> bool:
     return "://" in str(path) and not str(path).startswith("file://")
+
+
+def check_reachable(path: str | Path, flag: str) -> None:
+    """Fails, naming the flag, where a gs:// path needs the optional Cloud Storage packages and they are missing
+    (etils would raise its ImportError only when first touching the path)."""
+    if not str(path).startswith("gs://"):
+        return
+    for module in ("gcsfs", "google.cloud.storage"):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            raise ValueError(f"{flag} {path}: Cloud Storage paths need pip install -e '.[gcs]' ({module})") from None
 
 
 def staging_folder(remote: str, staging_root: Path, kind: str) -> Path:

@@ -24,7 +24,7 @@ import numpy as np
 from ml_collections import ConfigDict
 from tqdm import tqdm
 
-from musicvae_jax import checkpoints, input_pipeline, train
+from musicvae_jax import checkpoints, input_pipeline, remote, train
 from musicvae_jax.midi_io import MidiReadError, read_midi, write_midi
 from musicvae_jax.models.parts import GROOVE_KEYS
 from musicvae_jax.models.vae import MusicVAE
@@ -78,6 +78,7 @@ class Generator:
             if not checkpoint.name.isdigit() or checkpoint.parent.name != "checkpoints":
                 raise FileNotFoundError(f"--checkpoint {checkpoint}: expected a folder WORKDIR/checkpoints/STEP")
             workdir, step = checkpoint.parent.parent, int(checkpoint.name)
+        remote.check_reachable(workdir, "--workdir")
         if "://" not in str(workdir) and not (Path(workdir) / "checkpoints").is_dir():
             raise FileNotFoundError(f"no checkpoint in {Path(workdir) / 'checkpoints'} (no such folder)")
         manager = checkpoints.make_manager(workdir, max_to_keep=1, async_save=False)

@@ -182,6 +182,25 @@ def test_whole_groove_midi_dataset_converts(tmp_path, name, low, high):
     assert (tmp_path / "errors.jsonl").read_text() == ""
 
 
+def test_bucket_paths_without_the_gcs_extra_are_named_before_any_work(tmp_path, monkeypatch):
+    """Without gcsfs (the gcs extra), etils fails with an ImportError on first touching a gs:// path."""
+    real_import = remote.importlib.import_module
+
+    def without_gcsfs(name):
+        if name == "gcsfs":
+            raise ImportError("No module named 'gcsfs'")
+        return real_import(name)
+
+    monkeypatch.setattr(remote.importlib, "import_module", without_gcsfs)
+    message = r"--output gs://b/shards: Cloud Storage paths need pip install -e '.\[gcs\]' \(gcsfs\)"
+    with pytest.raises(ValueError, match=message):
+        convert([str(tmp_path)], "gs://b/shards", "drums_2bar", staging=tmp_path / "staging")
+    with pytest.raises(ValueError, match="--input gs://b/midi: Cloud Storage"):
+        convert(["gs://b/midi"], tmp_path / "out", "drums_2bar", staging=tmp_path / "staging")
+    assert not (tmp_path / "staging").exists() and not (tmp_path / "out").exists()
+    remote.check_reachable(tmp_path, "--input")  # local paths need nothing
+
+
 def test_bucket_paths_go_through_local_staging(tmp_path, monkeypatch):
     """gs:// inputs and outputs: mirrored down, converted locally, uploaded with metadata.json last.
 
