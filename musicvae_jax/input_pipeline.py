@@ -25,6 +25,7 @@ process; it restores with any number of worker processes.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -320,6 +321,10 @@ class BatchIterator:
             self._start()
         batch = next(self._iterator)
         self._delivered += 1
+        if self._num_workers:
+            # Out of the workers' shared memory at once: a block still held when the interpreter exits is never
+            # freed (Grain's SharedMemoryArray, google/grain#398), and the resource tracker warns of each.
+            batch = {k: np.array(v) for k, v in batch.items()}
         return batch
 
     def get_state(self) -> bytes:
@@ -327,12 +332,13 @@ class BatchIterator:
 
     def set_state(self, state: bytes | str | dict) -> None:
         self._delivered = batches_delivered(json.loads(state) if isinstance(state, bytes | str) else state)
-        self._close()
+        self.close()
 
     def start_prefetch(self) -> None:
         """Called by Grain's checkpoint handler after a restore; the first batch starts the reading."""
 
-    def _close(self) -> None:
+    def close(self) -> None:
+        """Stops Grain's worker processes, if any, and frees their shared memory; the next batch starts afresh."""
         if self._iterator is not None and hasattr(self._iterator, "close"):
             self._iterator.close()
         self._iterator = None
@@ -344,8 +350,14 @@ def grain_iterator(dataset: grain.MapDataset, num_workers: int) -> grain.Dataset
     if num_workers > 0:
         if not flags.FLAGS.is_parsed():  # Grain's workers read absl flags; outside an absl app, use defaults
             flags.FLAGS.mark_as_parsed()
-        ids = ids.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
+        ids = ids.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers), worker_init_fn=_ignore_ctrl_c)
     return iter(ids)
+
+
+def _ignore_ctrl_c(worker_index: int, worker_count: int) -> None:
+    """A terminal's Ctrl-C reaches every process of its group: Grain's workers leave it to the training process,
+    which saves a checkpoint and closes them, rather than each dying with a KeyboardInterrupt trace."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def batches_delivered(state: dict) -> int:

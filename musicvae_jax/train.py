@@ -389,32 +389,41 @@ def eval_step(params: Any, batch: dict, rng: jax.Array, step: jax.Array, *, mode
 
 
 class _Preemption:
-    """Notices a SIGTERM so the loop can checkpoint before it exits.
+    """Notices a SIGTERM, or Ctrl-C (SIGINT), so the loop can checkpoint before it exits.
 
-    One process: our own handler. Several: JAX's distributed runtime catches
-    SIGTERM and `reached_preemption_sync_point` turns it into the same step on
-    every process, so all of them save that step's checkpoint together.
+    One process: our own handlers; a second Ctrl-C goes to the handler
+    before ours (Python's KeyboardInterrupt) and stops the run at once.
+    Several: JAX's distributed runtime catches SIGTERM and
+    `reached_preemption_sync_point` turns it into the same step on every
+    process, so all of them save that step's checkpoint together.
     """
 
     def __init__(self):
-        self._requested = False
-        self._previous = None
+        self.signal_name = ""
+        self._previous = {}
         self._multi_process = jax.process_count() > 1
         if not self._multi_process and threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                if signal.getsignal(signum) is not signal.SIG_IGN:  # a background job ignores Ctrl-C: so do we
+                    self._previous[signum] = signal.signal(signum, self._handle)
 
     def _handle(self, signum, frame):
-        logging.warning("SIGTERM: saving a checkpoint, then stopping")
-        self._requested = True
+        self.signal_name = signal.Signals(signum).name
+        if signum == signal.SIGINT:
+            signal.signal(signum, self._previous.pop(signum))
+            logging.warning("Ctrl-C: saving a checkpoint after this step, then stopping (again: stop now)")
+        else:
+            logging.warning("%s: saving a checkpoint, then stopping", self.signal_name)
 
     def reached(self, step: int) -> bool:
         if self._multi_process:
-            return multihost_utils.reached_preemption_sync_point(step)
-        return self._requested
+            if multihost_utils.reached_preemption_sync_point(step):
+                self.signal_name = "SIGTERM"
+        return bool(self.signal_name)
 
     def restore(self):
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
 
 
 def _summary_writer_class():
@@ -619,11 +628,12 @@ def train_and_evaluate(config: ConfigDict, workdir: str | Path, data_dir: str | 
                 if step < config.train.num_steps and not preempted:
                     batch = parallel.global_batch(next(train_iter), mesh)
             if preempted:
-                writer.line(f"stopped by SIGTERM at step {step}; checkpoint saved")
+                writer.line(f"stopped by {preemption.signal_name} at step {step}; checkpoint saved")
                 break
     finally:
         manager.wait_until_finished()
         manager.close()
         writer.close()
+        train_iter.close()
         preemption.restore()
     return last_metrics

@@ -1,8 +1,12 @@
 """The entry point as a user runs it: the built-in default, start-up errors (flags, values, a data folder of the
 wrong kind). A given data folder trains in tests/test_distributed.py."""
 
+import os
+import re
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 from helpers import REPO
@@ -53,6 +57,27 @@ def test_default_run_trains_on_the_demo_corpus_and_resumes(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "nothing to train: the checkpoint at step 6 has reached config.train.num_steps=6" in done.stdout
     assert "final train loss" not in done.stdout and not (tmp_path / "checkpoints" / "7").exists()
+
+
+def test_ctrl_c_saves_a_checkpoint_and_stops_the_run_and_its_loader_workers_quietly(tmp_path):
+    """A terminal's Ctrl-C reaches the whole process group: the run saves the step it reached and exits 0; the
+    loader's worker processes leave the signal to it, and their shared memory is freed (no tracebacks, no
+    resource-tracker warnings)."""
+    args = [f"--workdir={tmp_path}", "--config=configs/mel_2bar.py:tiny", "--config.data.demo_songs=8"]
+    args += ["--config.train.num_steps=100000", "--config.train.checkpoint_every=20", "--config.data.num_workers=2"]
+    run = subprocess.Popen(
+        [sys.executable, "-m", "musicvae_jax.main", *args],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.time() + 240
+    while not (tmp_path / "checkpoints" / "20").is_dir() and time.time() < deadline and run.poll() is None:
+        time.sleep(0.05)
+    os.killpg(run.pid, signal.SIGINT)
+    out, err = run.communicate(timeout=240)
+    assert run.returncode == 0, err
+    stopped = re.search(r"^stopped by SIGINT at step (\d+); checkpoint saved$", out, re.MULTILINE)
+    assert stopped and (tmp_path / "checkpoints" / stopped[1]).is_dir(), out
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err and "leaked shared_memory" not in err, err
 
 
 # One case per way a start can fail: ml_collections' parsing of the config flags, absl's flags, the config's

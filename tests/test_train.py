@@ -230,10 +230,11 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(corpora, tmp_path, cap
     train.check_checkpoint_fits(train.model_spec(other), saved, "checkpoint 12")
 
 
-def test_sigterm_saves_a_checkpoint_and_the_run_resumes(corpora, tmp_path, capsys):
-    """A preemption notice mid-run, delivered to this process: the run's own handler has the loop save the step
-    it reached and return; the same run asked for more steps resumes there. (Real processes, their exit codes
-    and several of them agreeing on a step: tests/test_distributed.py.)"""
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_sigterm_or_ctrl_c_saves_a_checkpoint_and_the_run_resumes(corpora, tmp_path, capsys, signum):
+    """A preemption notice (or Ctrl-C) mid-run, delivered to this process: the run's own handler has the loop save
+    the step it reached and return; the same run asked for more steps resumes there. (Real processes, their exit
+    codes and several of them agreeing on a step: tests/test_distributed.py.)"""
     data_dir = converted(corpora, "melody_2bar", "demo")
     running = tmp_path / "checkpoints" / "4"  # once saved, the run's handler is in place and steps go on
 
@@ -241,21 +242,23 @@ def test_sigterm_saves_a_checkpoint_and_the_run_resumes(corpora, tmp_path, capsy
         deadline = time.time() + 240
         while not running.is_dir() and time.time() < deadline:
             time.sleep(0.01)
-        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signum)
 
     def outside_the_run(signum, frame):
-        raise AssertionError("SIGTERM arrived outside the training run")
+        raise AssertionError(f"{signal.Signals(signum).name} arrived outside the training run")
 
-    previous = signal.signal(signal.SIGTERM, outside_the_run)
+    previous = signal.signal(signum, outside_the_run)
     sender = threading.Thread(target=notice, daemon=True)
     sender.start()
     try:
         train.train_and_evaluate(tiny_run_config(num_steps=100_000), tmp_path, data_dir)
     finally:
         sender.join()
-        signal.signal(signal.SIGTERM, previous)
+        assert signal.getsignal(signum) is outside_the_run  # the run put the handler before its own back
+        signal.signal(signum, previous)
     output = capsys.readouterr().out
-    stopped = re.search(r"^stopped by SIGTERM at step (\d+); checkpoint saved$", output, re.MULTILINE)
+    name = signal.Signals(signum).name
+    stopped = re.search(rf"^stopped by {name} at step (\d+); checkpoint saved$", output, re.MULTILINE)
     assert stopped, output
     step = int(stopped[1])
     assert step >= 4 and (tmp_path / "checkpoints" / str(step)).is_dir()
