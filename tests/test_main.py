@@ -68,12 +68,18 @@ def test_ctrl_c_saves_a_checkpoint_and_stops_the_run_and_its_loader_workers_quie
     run = subprocess.Popen(
         [sys.executable, "-m", "musicvae_jax.main", *args],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        # As from a terminal: pytest-xdist's workers ignore SIGINT, and children would inherit that.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     deadline = time.time() + 240
     while not (tmp_path / "checkpoints" / "20").is_dir() and time.time() < deadline and run.poll() is None:
         time.sleep(0.05)
     os.killpg(run.pid, signal.SIGINT)
-    out, err = run.communicate(timeout=240)
+    try:
+        out, err = run.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(run.pid, signal.SIGKILL)
+        raise AssertionError("the run went on after Ctrl-C") from None
     assert run.returncode == 0, err
     stopped = re.search(r"^stopped by SIGINT at step (\d+); checkpoint saved$", out, re.MULTILINE)
     assert stopped and (tmp_path / "checkpoints" / stopped[1]).is_dir(), out
