@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -117,6 +118,32 @@ def test_interrupted_conversion_resumes_to_the_same_output(demo_midi, tmp_path):
     (interrupted / ".tmp-train-00011-of-00012.array_record").write_bytes(b"half a shard")  # as a kill would leave
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True)
     assert "12 parsed" in result.stdout
+    assert output_bytes(interrupted) == output_bytes(clean)
+
+
+def test_ctrl_c_stops_a_conversion_quietly_and_the_same_command_resumes(demo_midi, tmp_path):
+    """A terminal's Ctrl-C reaches the pool's workers too: they leave it to the parent, which says how to resume."""
+    clean = tmp_path / "clean"
+    convert([str(demo_midi)], clean, "trio_16bar", workers=1, files_per_shard=1)
+    interrupted = tmp_path / "interrupted"
+    command = [sys.executable, "-m", "musicvae_jax.convert", f"--input={demo_midi}", f"--output={interrupted}"]
+    command += ["--representation=trio_16bar", "--workers=2", "--files_per_shard=1"]
+    with warnings.catch_warnings():  # JAX warns of any fork; between it and exec the child only resets a signal
+        warnings.simplefilter("ignore", RuntimeWarning)
+        process = subprocess.Popen(
+            command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as from a terminal, not xdist
+        )  # fmt: skip
+    deadline = time.time() + 60
+    while time.time() < deadline and not list((interrupted / ".parts").glob("part-*.json")):
+        time.sleep(0.005)
+    os.killpg(process.pid, signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    if (interrupted / "metadata.json").exists():
+        pytest.skip("the conversion finished before it could be interrupted")
+    assert process.returncode == 130 and "the same command resumes" in err, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True)
     assert output_bytes(interrupted) == output_bytes(clean)
 
 
