@@ -20,9 +20,8 @@ import multiprocessing
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TypeVar
 
 from musicvae_jax import records, remote
 from musicvae_jax.midi_io import DEFAULT_LIMITS, MidiReadError, ReadLimits, read_midi
@@ -200,26 +199,20 @@ def _run_parts(jobs: list[PartJob], workers: int, total_files: int, done_files: 
                 bar.update(len(job.files))
         else:
             ctx = multiprocessing.get_context("spawn")  # safe beside jax's threads
-            with _leaving_ctrl_c_to_this_process(lambda: ctx.Pool(min(workers, len(jobs)))) as pool:
+            # The workers ignore Ctrl-C from their first instruction on (an ignored signal stays ignored through
+            # exec, and Python keeps it so): a terminal's Ctrl-C reaches every process of its group, and this one
+            # stops them and says how to resume, rather than each printing a KeyboardInterrupt trace.
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
+                pool = ctx.Pool(min(workers, len(jobs)))
+            finally:
+                signal.signal(signal.SIGINT, previous)
+            with pool:
                 for result in pool.imap_unordered(convert_part, jobs):
                     bar.update(len(result["files"]))
                     yield result
     finally:
         bar.close()
-
-
-T = TypeVar("T")
-
-
-def _leaving_ctrl_c_to_this_process(start: Callable[[], T]) -> T:
-    """Starts worker processes that ignore Ctrl-C from their first instruction on (an ignored signal stays ignored
-    through exec, and Python keeps it so): a terminal's Ctrl-C reaches every process of its group, and this one
-    stops them and says how to resume, rather than each printing a KeyboardInterrupt trace."""
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        return start()
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def summarize(output: Path, representation_name: str, inputs: Sequence[str], num_parts: int) -> dict:

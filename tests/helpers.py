@@ -1,8 +1,12 @@
-"""Shared test helpers: MIDI files built by hand with mido, and data locations."""
+"""Shared test helpers: MIDI files built by hand with mido, data locations, commands run as from a terminal."""
 
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import warnings
 from pathlib import Path
 
 import mido
@@ -48,3 +52,15 @@ def steps(n: float, tpb: int = 480) -> int:
 requires_groove = pytest.mark.skipif(
     not GROOVE_DIR.is_dir(), reason=f"Groove MIDI Dataset not found at {GROOVE_DIR} (set MUSICVAE_DATA)"
 )
+
+
+def start_as_from_a_terminal(module: str, *args: str) -> subprocess.Popen:
+    """`python -m module args` in a process group of its own, with Ctrl-C at its default as a terminal leaves it
+    (pytest-xdist's workers ignore SIGINT, and children would inherit that); send it with os.killpg."""
+    with warnings.catch_warnings():  # JAX warns of any fork; between it and exec the child only resets a signal
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return subprocess.Popen(
+            [sys.executable, "-m", module, *args],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )  # fmt: skip

@@ -7,13 +7,12 @@ import signal
 import subprocess
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import pytest
 from array_record.python.array_record_module import ArrayRecordReader
 from etils import epath
-from helpers import GROOVE_DIR, REPO, note, requires_groove, write_track_midi
+from helpers import GROOVE_DIR, REPO, note, requires_groove, start_as_from_a_terminal, write_track_midi
 
 from musicvae_jax import records, remote
 from musicvae_jax.convert import OutputConflictError, convert, file_splits
@@ -126,14 +125,9 @@ def test_ctrl_c_stops_a_conversion_quietly_and_the_same_command_resumes(demo_mid
     clean = tmp_path / "clean"
     convert([str(demo_midi)], clean, "trio_16bar", workers=1, files_per_shard=1)
     interrupted = tmp_path / "interrupted"
-    command = [sys.executable, "-m", "musicvae_jax.convert", f"--input={demo_midi}", f"--output={interrupted}"]
-    command += ["--representation=trio_16bar", "--workers=2", "--files_per_shard=1"]
-    with warnings.catch_warnings():  # JAX warns of any fork; between it and exec the child only resets a signal
-        warnings.simplefilter("ignore", RuntimeWarning)
-        process = subprocess.Popen(
-            command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as from a terminal, not xdist
-        )  # fmt: skip
+    args = [f"--input={demo_midi}", f"--output={interrupted}", "--representation=trio_16bar", "--workers=2"]
+    args += ["--files_per_shard=1"]
+    process = start_as_from_a_terminal("musicvae_jax.convert", *args)
     deadline = time.time() + 60
     while time.time() < deadline and not list((interrupted / ".parts").glob("part-*.json")):
         time.sleep(0.005)
@@ -143,7 +137,7 @@ def test_ctrl_c_stops_a_conversion_quietly_and_the_same_command_resumes(demo_mid
         pytest.skip("the conversion finished before it could be interrupted")
     assert process.returncode == 130 and "the same command resumes" in err, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
-    subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True)
+    subprocess.run([sys.executable, "-m", "musicvae_jax.convert", *args], cwd=REPO, capture_output=True, check=True)
     assert output_bytes(interrupted) == output_bytes(clean)
 
 

@@ -7,10 +7,9 @@ import signal
 import subprocess
 import sys
 import time
-import warnings
 
 import pytest
-from helpers import REPO
+from helpers import REPO, start_as_from_a_terminal
 
 from musicvae_jax import host_memory
 
@@ -66,14 +65,7 @@ def test_ctrl_c_saves_a_checkpoint_and_stops_the_run_and_its_loader_workers_quie
     resource-tracker warnings)."""
     args = [f"--workdir={tmp_path}", "--config=configs/mel_2bar.py:tiny", "--config.data.demo_songs=8"]
     args += ["--config.train.num_steps=100000", "--config.train.checkpoint_every=20", "--config.data.num_workers=2"]
-    with warnings.catch_warnings():  # JAX warns of any fork; between it and exec the child only resets a signal
-        warnings.simplefilter("ignore", RuntimeWarning)
-        run = subprocess.Popen(
-            [sys.executable, "-m", "musicvae_jax.main", *args],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-            # As from a terminal: pytest-xdist's workers ignore SIGINT, and children would inherit that.
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-        )  # fmt: skip
+    run = start_as_from_a_terminal("musicvae_jax.main", *args)
     deadline = time.time() + 240
     while not (tmp_path / "checkpoints" / "20").is_dir() and time.time() < deadline and run.poll() is None:
         time.sleep(0.05)
