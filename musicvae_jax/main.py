@@ -13,6 +13,14 @@ the same command on every process; `musicvae_jax.distributed` joins them.
 
 from __future__ import annotations
 
+import signal
+
+if __name__ == "__mp_main__":
+    # A loader worker (Grain's, started with multiprocessing's spawn) imports this module first. A terminal's
+    # Ctrl-C reaches it too, and would stop it with a trace while it imports what follows, before Grain runs the
+    # worker's own set-up: it leaves the signal to the training process, which saves a checkpoint and closes it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
 from pathlib import Path
 
 import jax

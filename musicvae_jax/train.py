@@ -578,13 +578,25 @@ def train_and_evaluate(config: ConfigDict, workdir: str | Path, data_dir: str | 
     step = start
     # XLA's CPU all-reduce can deadlock when multi-device steps are queued without waiting (SPEC section 8).
     wait_every_step = jax.default_backend() == "cpu" and mesh.devices.size > 1
-    batch = parallel.global_batch(next(train_iter), mesh) if step < config.train.num_steps else None
-    if batch is not None:  # compiled here, so a batch too big for the devices' memory stops the run now
-        p_train = p_train.lower(state, batch, train_rng).compile()
-        parallel.check_step_fits(
-            p_train.memory_analysis(), parallel.device_bytes_limit(), config.batch_size, mesh, jax.devices()[0].platform
-        )
     try:
+        if step < config.train.num_steps:
+            try:
+                batch = parallel.global_batch(next(train_iter), mesh)
+            except RuntimeError:  # Grain's: a loader worker died
+                if not preemption.signal_name:
+                    raise
+                # Ctrl-C in the instant a worker started, before it could set the signal aside (main.py).
+                writer.line(f"stopped by {preemption.signal_name} at step {step}, before its first batch")
+                return last_metrics
+            # Compiled here, so a batch too big for the devices' memory stops the run now.
+            p_train = p_train.lower(state, batch, train_rng).compile()
+            parallel.check_step_fits(
+                p_train.memory_analysis(),
+                parallel.device_bytes_limit(),
+                config.batch_size,
+                mesh,
+                jax.devices()[0].platform,
+            )
         while step < config.train.num_steps:
             state, metrics = p_train(state, batch, train_rng)
             step += 1

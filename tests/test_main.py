@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from helpers import REPO, start_as_from_a_terminal
@@ -59,23 +60,67 @@ def test_default_run_trains_on_the_demo_corpus_and_resumes(tmp_path):
     assert "final train loss" not in done.stdout and not (tmp_path / "checkpoints" / "7").exists()
 
 
-def test_ctrl_c_saves_a_checkpoint_and_stops_the_run_and_its_loader_workers_quietly(tmp_path):
+def spawned_children(pid: int) -> list[Path]:
+    """/proc folders of the processes `pid` started with multiprocessing's spawn."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if parent == pid and b"spawn_main" in (entry / "cmdline").read_bytes():
+                children.append(entry)
+        except (OSError, ValueError, IndexError):
+            continue
+    return children
+
+
+def ignores_ctrl_c(process: Path) -> bool:
+    """Whether the process has SIGINT's action set to ignore (its SigIgn mask in /proc)."""
+    try:
+        status = (process / "status").read_text()
+    except OSError:
+        return False
+    mask = next(line.split()[1] for line in status.splitlines() if line.startswith("SigIgn:"))
+    return bool(int(mask, 16) & (1 << (signal.SIGINT - 1)))
+
+
+@pytest.mark.parametrize("when", ["after a checkpoint", "while the loader workers import", "as a worker starts"])
+def test_ctrl_c_saves_a_checkpoint_and_stops_the_run_and_its_loader_workers_quietly(tmp_path, when):
     """A terminal's Ctrl-C reaches the whole process group: the run saves the step it reached and exits 0; the
     loader's worker processes leave the signal to it, and their shared memory is freed (no tracebacks, no
-    resource-tracker warnings)."""
+    resource-tracker warnings). A worker imports for about a second before Grain runs its set-up; it sets the
+    signal aside first thing. In the instant before, the signal stops it, and the run stops too, cleanly."""
     args = [f"--workdir={tmp_path}", "--config=configs/mel_2bar.py:tiny", "--config.data.demo_songs=8"]
     args += ["--config.train.num_steps=100000", "--config.train.checkpoint_every=20", "--config.data.num_workers=2"]
     run = start_as_from_a_terminal("musicvae_jax.main", *args)
     deadline = time.time() + 240
-    while not (tmp_path / "checkpoints" / "20").is_dir() and time.time() < deadline and run.poll() is None:
-        time.sleep(0.05)
+    lines = []
+    if when == "after a checkpoint":
+        while not (tmp_path / "checkpoints" / "20").is_dir() and time.time() < deadline and run.poll() is None:
+            time.sleep(0.05)
+    else:
+        # The run prints its model line, then reads its first batch, which starts the workers (the demo corpus's
+        # conversion, before that line, spawns processes of its own).
+        while not (lines and "loader worker(s)" in lines[-1]) and run.poll() is None:
+            lines.append(run.stdout.readline())
+        while not (workers := spawned_children(run.pid)) and time.time() < deadline and run.poll() is None:
+            time.sleep(0.005)
+        if when == "while the loader workers import":  # once both have set the signal aside (0.5 s at most)
+            started = time.time()
+            while not (len(workers) == 2 and all(map(ignores_ctrl_c, workers))) and time.time() < started + 0.5:
+                time.sleep(0.005)
+                workers = spawned_children(run.pid)
     os.killpg(run.pid, signal.SIGINT)
     try:
         out, err = run.communicate(timeout=120)
     except subprocess.TimeoutExpired:
         os.killpg(run.pid, signal.SIGKILL)
         raise AssertionError("the run went on after Ctrl-C") from None
+    out = "".join(lines) + out
     assert run.returncode == 0, err
+    if when == "as a worker starts" and "before its first batch" in out:
+        assert re.search(r"^stopped by SIGINT at step 0, before its first batch$", out, re.MULTILINE), out
+        assert not (tmp_path / "checkpoints").exists() or not any((tmp_path / "checkpoints").iterdir())
+        return  # the stopped worker's trace is Python's own, printed before anything of ours runs in it
     stopped = re.search(r"^stopped by SIGINT at step (\d+); checkpoint saved$", out, re.MULTILINE)
     assert stopped and (tmp_path / "checkpoints" / stopped[1]).is_dir(), out
     assert "Traceback" not in err and "KeyboardInterrupt" not in err and "leaked shared_memory" not in err, err
