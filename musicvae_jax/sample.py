@@ -1,15 +1,17 @@
-"""Generate from a trained checkpoint: sample, reconstruct, interpolate, encode.
+"""Generate from a trained checkpoint: sample, reconstruct, interpolate, encode, decode.
 
     python -m musicvae_jax.sample --workdir runs/demo --mode sample --num 8 --temperature 0.5
     python -m musicvae_jax.sample --workdir runs/demo --mode reconstruct --input song.mid
     python -m musicvae_jax.sample --workdir runs/demo --mode interpolate --input a.mid --input b.mid --steps 7
     python -m musicvae_jax.sample --workdir runs/demo --mode encode --input song.mid
+    python -m musicvae_jax.sample --workdir runs/demo --mode decode --z runs/demo/samples/encode/mu.npy
 
 The model and its config come from the checkpoint (the latest in
 `workdir/checkpoints`, or `--checkpoint DIR/checkpoints/STEP`). Output goes
 to `--output` (default `workdir/samples/MODE`): one MIDI file per sequence,
-plus one file with all of them in a row for reconstruct and interpolate;
-encode writes mu.npy and sigma.npy.
+plus one file with all of them in a row for reconstruct, interpolate and
+decode; encode writes mu.npy and sigma.npy, which decode reads back (edited
+or not: any float array [N, z_size]).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from musicvae_jax.notes import NoteSequence
 from musicvae_jax.render import write_page
 from musicvae_jax.representations import get_representation
 
-MODES = ("sample", "reconstruct", "interpolate", "encode")
+MODES = ("sample", "reconstruct", "interpolate", "encode", "decode")
 CHUNK = 64  # sequences per compiled call; longer jobs run chunk after chunk with a progress bar
 
 
@@ -173,6 +175,24 @@ def slerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
     return (np.sin((1 - t) * omega) * a + np.sin(t * omega) * b) / np.sin(omega)
 
 
+def load_latents(path: str | Path, z_size: int) -> np.ndarray:
+    """z vectors from a .npy file ([N, z_size], or one [z_size]) as float32, or an error naming the file."""
+    if not Path(path).is_file():
+        raise ValueError(f"--z {path}: no such file")
+    try:
+        z = np.load(path, allow_pickle=False)
+    except (OSError, ValueError):
+        raise ValueError(f"--z {path}: not a NumPy .npy file of latent vectors") from None
+    z = z[None] if z.ndim == 1 else z
+    if z.ndim != 2 or z.shape[0] == 0 or z.shape[1] != z_size or not np.issubdtype(z.dtype, np.number):
+        raise ValueError(
+            f"--z {path}: expected numbers of shape [N, {z_size}] (this model's z_size), got {z.dtype}{list(z.shape)}"
+        )
+    if not np.isfinite(z).all():
+        raise ValueError(f"--z {path}: holds NaN or infinite values")
+    return z.astype(np.float32)
+
+
 def in_a_row(sequences: Sequence[NoteSequence], steps: int) -> NoteSequence:
     """Sequences one after another, each `steps` long."""
     notes = [
@@ -217,12 +237,20 @@ def run(
     steps: int = 5,
     z_scale: float = 1.0,
     use_sigma: bool = False,
+    z_path: str | Path | None = None,
 ) -> list[Path]:
     """Does one mode's work and returns the files written."""
     if output.exists() and not output.is_dir():
         raise ValueError(f"--output {output}: not a folder")
     if temperature < 0:
         raise ValueError(f"--temperature must be >= 0 (near 0 is argmax), got {temperature}")
+    if (z_path is not None) != (mode == "decode"):
+        raise ValueError("--mode decode reads its latent vectors from --z FILE.npy; other modes take no --z")
+    if mode == "decode":
+        if inputs:
+            raise ValueError("--mode decode reads --z, not --input")
+        z = load_latents(z_path, generator.spec.z_size)
+        return write_all(generator, {"decode": generator.decode(z, seed, temperature)}, output, together=len(z) > 1)
     if mode == "sample":
         if num < 1:
             raise ValueError(f"--num must be >= 1, got {num}")
@@ -304,6 +332,7 @@ def main(argv: Sequence[str]) -> None:
             steps=FLAGS.steps,
             z_scale=FLAGS.z_scale,
             use_sigma=FLAGS.use_sigma,
+            z_path=FLAGS.z,
         )
     except (ValueError, FileNotFoundError) as e:
         fail(str(e))
@@ -323,6 +352,7 @@ def _define_flags() -> None:
     flags.DEFINE_integer("steps", 5, "Interpolation steps, both ends included.")
     flags.DEFINE_float("z_scale", 1.0, "Scale of z drawn from the prior.")
     flags.DEFINE_bool("use_sigma", False, "Reconstruct from a sample of q(z|x) instead of its mean.")
+    flags.DEFINE_string("z", None, "For --mode decode: a .npy file of latent vectors [N, z_size] (encode's mu.npy).")
 
 
 if __name__ == "__main__":

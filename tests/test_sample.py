@@ -136,6 +136,50 @@ def test_encode_writes_latents_per_window(drums_run, tmp_path):
     assert mu.shape == sigma.shape == (len(starts), generator.spec.z_size) and (sigma > 0).all()
 
 
+def test_decode_reads_encoded_latents_back_into_the_reconstruction(drums_run, tmp_path):
+    """encode's mu.npy, decoded with reconstruct's seed and temperature, is its output file for file; one vector
+    [z_size] decodes as a batch of one."""
+    midi = sorted((drums_run.parent / "midi").glob("*.mid"))[0]
+    generator = Generator.restore(drums_run)
+    run(generator, "encode", tmp_path / "encode", inputs=[str(midi)])
+    rebuilt = run(generator, "reconstruct", tmp_path / "reconstruct", inputs=[str(midi)], temperature=1.0, seed=3)
+    decoded = run(
+        generator, "decode", tmp_path / "decode", z_path=tmp_path / "encode" / "mu.npy", temperature=1.0, seed=3
+    )
+    n = len(np.load(tmp_path / "encode" / "mu.npy"))
+    assert n > 1 and [p.name for p in decoded] == [f"decode_{i:03d}.mid" for i in range(n)] + ["decode_all.mid"]
+    assert [p.read_bytes() for p in decoded] == [p.read_bytes() for p in rebuilt[: n + 1]]
+    np.save(tmp_path / "one.npy", np.load(tmp_path / "encode" / "mu.npy")[0].astype(np.float64))
+    (one,) = run(generator, "decode", tmp_path / "one", z_path=tmp_path / "one.npy", temperature=0.0)
+    argmax = run(generator, "decode", tmp_path / "argmax", z_path=tmp_path / "encode" / "mu.npy", temperature=0.0)
+    assert one.read_bytes() == argmax[0].read_bytes()
+
+
+def test_decode_names_a_bad_latent_file(drums_run, tmp_path):
+    generator = Generator.restore(drums_run)
+    z_size = generator.spec.z_size
+    np.save(tmp_path / "wide.npy", np.zeros((2, z_size + 1), np.float32))
+    np.save(tmp_path / "nan.npy", np.full((1, z_size), np.nan, np.float32))
+    (tmp_path / "text.npy").write_text("not an array")
+    cases = [
+        (
+            dict(z_path=tmp_path / "wide.npy"),
+            rf"--z .*wide.npy: expected numbers of shape \[N, {z_size}\].*\[2, {z_size + 1}\]",
+        ),
+        (dict(z_path=tmp_path / "nan.npy"), "--z .*nan.npy: holds NaN"),
+        (dict(z_path=tmp_path / "text.npy"), "--z .*text.npy: not a NumPy .npy file"),
+        (dict(z_path=tmp_path / "missing.npy"), "--z .*missing.npy: no such file"),
+        (dict(), "--mode decode reads its latent vectors from --z"),
+        (dict(z_path=tmp_path / "nan.npy", inputs=["song.mid"]), "--mode decode reads --z, not --input"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(ValueError, match=message):
+            run(generator, "decode", tmp_path / "out", **kwargs)
+    with pytest.raises(ValueError, match="other modes take no --z"):
+        run(generator, "sample", tmp_path / "out", z_path=tmp_path / "wide.npy")
+    assert not (tmp_path / "out").exists()
+
+
 def test_long_jobs_run_in_chunks_with_the_same_results(drums_run, capsys):
     """More windows than one compiled call takes: chunked encode equals encoding one window at a time."""
     from musicvae_jax import sample
@@ -220,6 +264,7 @@ def test_cli_errors_are_one_line(drums_run, tmp_path):
         ([f"--workdir={empty}"], "no checkpoint"),
         ([f"--workdir={drums_run}", "--mode=wiggle"], "--mode"),
         ([f"--workdir={drums_run}", "--mode=reconstruct"], "exactly one --input"),
+        ([f"--workdir={drums_run}", "--mode=decode", f"--z={tmp_path / 'none.npy'}"], "none.npy: no such file"),
     ]
     for args, message in cases:
         result = sample(*args)
