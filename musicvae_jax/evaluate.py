@@ -30,7 +30,7 @@ from tqdm import tqdm
 from musicvae_jax import input_pipeline, objectives
 from musicvae_jax.models.parts import GROOVE_HITS
 from musicvae_jax.models.vae import MusicVAE
-from musicvae_jax.sample import Generator, define_checkpoint_flags, restore_from_flags
+from musicvae_jax.sample import Generator, data_dir_of, define_checkpoint_flags, restore_from_flags
 
 
 def batch_sums(model: MusicVAE, params, batch: dict, rng: jax.Array) -> dict[str, jax.Array]:
@@ -175,11 +175,9 @@ def main(argv: Sequence[str]) -> None:
     if output.is_dir():
         fail(f"--output {output}: a folder; name the JSON file to write")
     try:
-        config = generator.config
-        data_dir = Path(FLAGS.data_path or config.data.path or workdir / "data" / config.data.representation)
-        result = evaluate(
-            generator, data_dir, FLAGS.split, FLAGS.batch_size or config.batch_size, FLAGS.seed, FLAGS.max_batches
-        )
+        data_dir = data_dir_of(generator, workdir, FLAGS.data_path)
+        batch_size = FLAGS.batch_size or generator.config.batch_size
+        result = evaluate(generator, data_dir, FLAGS.split, batch_size, FLAGS.seed, FLAGS.max_batches)
     except (ValueError, FileNotFoundError) as e:
         fail(str(e))
     output.parent.mkdir(parents=True, exist_ok=True)

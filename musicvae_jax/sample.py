@@ -34,14 +34,14 @@ from musicvae_jax.notes import NoteSequence
 from musicvae_jax.render import write_page
 from musicvae_jax.representations import get_representation
 
-MODES = ("sample", "reconstruct", "interpolate", "encode", "decode")
+MODES = ("sample", "reconstruct", "interpolate", "encode", "decode", "attribute")
 CHUNK = 64  # sequences per compiled call; longer jobs run chunk after chunk with a progress bar
 
 
-def _chunks(count: int, what: str):
-    """Slices of at most CHUNK rows; a progress bar when there is more than one."""
+def _chunks(count: int, what: str, progress: bool = True):
+    """Slices of at most CHUNK rows; a progress bar when there is more than one (and `progress`)."""
     slices = [slice(i, min(i + CHUNK, count)) for i in range(0, count, CHUNK)]
-    return tqdm(slices, desc=what, unit="chunk", disable=len(slices) < 2)
+    return tqdm(slices, desc=what, unit="chunk", disable=len(slices) < 2 or not progress)
 
 
 def _pad_rows(x: np.ndarray, rows: int) -> np.ndarray:
@@ -104,6 +104,11 @@ class Generator:
             manager.close()
         return cls(config, state.params)
 
+    def encode_batch(self, batch: dict) -> tuple[np.ndarray, np.ndarray]:
+        """(mu, sigma) [B, z_size] of one batch as the loader makes it."""
+        mu, sigma = self._encode(self.params, batch)
+        return np.asarray(mu), np.asarray(sigma)
+
     def encode(self, examples: list[dict]) -> tuple[np.ndarray, np.ndarray]:
         """(mu, sigma) [N, z_size] of the examples, CHUNK at a time."""
         fields = {k: v.as_dict() for k, v in self.representation.fields.items()}
@@ -111,13 +116,15 @@ class Generator:
         mus, sigmas = [], []
         for part in _chunks(len(examples), "encoding"):
             batch = input_pipeline.batch_arrays(examples[part], fields, rows)
-            mu, sigma = self._encode(self.params, batch)
+            mu, sigma = self.encode_batch(batch)
             n = part.stop - part.start
-            mus.append(np.asarray(mu)[:n])
-            sigmas.append(np.asarray(sigma)[:n])
+            mus.append(mu[:n])
+            sigmas.append(sigma[:n])
         return np.concatenate(mus), np.concatenate(sigmas)
 
-    def decode(self, z: np.ndarray, seed: int, temperature: float, same_draws: bool = False) -> list[dict]:
+    def decode(
+        self, z: np.ndarray, seed: int, temperature: float, same_draws: bool = False, progress: bool = True
+    ) -> list[dict]:
         """z [N, z_size] -> one example (representation fields) per row, CHUNK rows at a time.
 
         `same_draws`: every row samples with the random draws of a lone
@@ -128,7 +135,7 @@ class Generator:
         """
         rows = min(len(z), CHUNK)
         pieces = []
-        for i, part in enumerate(_chunks(len(z), "decoding")):
+        for i, part in enumerate(_chunks(len(z), "decoding", progress)):
             rng = jax.random.key(seed) if i == 0 or same_draws else jax.random.fold_in(jax.random.key(seed), i)
             out = self._decode(self.params, jnp.asarray(_pad_rows(z[part], rows)), rng, temperature, same_draws)
             pieces.append(jax.tree.map(lambda x, n=part.stop - part.start: np.asarray(x)[:n], jax.device_get(out)))
@@ -175,22 +182,46 @@ def slerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
     return (np.sin((1 - t) * omega) * a + np.sin(t * omega) * b) / np.sin(omega)
 
 
-def load_latents(path: str | Path, z_size: int) -> np.ndarray:
-    """z vectors from a .npy file ([N, z_size], or one [z_size]) as float32, or an error naming the file."""
+def load_latents(path: str | Path, z_size: int, flag: str = "--z") -> np.ndarray:
+    """z vectors from a .npy file ([N, z_size], or one [z_size]) as float32, or an error naming the flag and file."""
     if not Path(path).is_file():
-        raise ValueError(f"--z {path}: no such file")
+        raise ValueError(f"{flag} {path}: no such file")
     try:
         z = np.load(path, allow_pickle=False)
     except (OSError, ValueError):
-        raise ValueError(f"--z {path}: not a NumPy .npy file of latent vectors") from None
+        raise ValueError(f"{flag} {path}: not a NumPy .npy file of latent vectors") from None
     z = z[None] if z.ndim == 1 else z
     if z.ndim != 2 or z.shape[0] == 0 or z.shape[1] != z_size or not np.issubdtype(z.dtype, np.number):
         raise ValueError(
-            f"--z {path}: expected numbers of shape [N, {z_size}] (this model's z_size), got {z.dtype}{list(z.shape)}"
+            f"{flag} {path}: expected numbers of shape [N, {z_size}] (this model's z_size), "
+            f"got {z.dtype}{list(z.shape)}"
         )
     if not np.isfinite(z).all():
-        raise ValueError(f"--z {path}: holds NaN or infinite values")
+        raise ValueError(f"{flag} {path}: holds NaN or infinite values")
     return z.astype(np.float32)
+
+
+def attribute_path(workdir: Path, attribute: str) -> Path:
+    """--attribute: a .npy file, or the name of one that `musicvae_jax.attributes` wrote to WORKDIR/attributes."""
+    if attribute.endswith(".npy"):
+        return Path(attribute)
+    folder = workdir / "attributes"
+    names = sorted(p.stem for p in folder.glob("*.npy"))
+    if not names:
+        raise ValueError(
+            f"--attribute {attribute}: no attribute vectors in {folder}; "
+            f"make them with python -m musicvae_jax.attributes --workdir {workdir}"
+        )
+    if attribute not in names:
+        raise ValueError(f"--attribute {attribute}: no such vector in {folder} (there: {', '.join(names)})")
+    return folder / f"{attribute}.npy"
+
+
+def data_dir_of(generator: Generator, workdir: Path, data_path: str | None) -> Path:
+    """The converted data a command reads: --data_path, else the checkpoint's config.data.path, else the demo data
+    that training wrote under the workdir."""
+    config = generator.config
+    return Path(data_path or config.data.path or workdir / "data" / config.data.representation)
 
 
 def in_a_row(sequences: Sequence[NoteSequence], steps: int) -> NoteSequence:
@@ -238,6 +269,8 @@ def run(
     z_scale: float = 1.0,
     use_sigma: bool = False,
     z_path: str | Path | None = None,
+    attribute: str | Path | None = None,
+    amounts: Sequence[float] = (-2.0, -1.0, 0.0, 1.0, 2.0),
 ) -> list[Path]:
     """Does one mode's work and returns the files written."""
     if output.exists() and not output.is_dir():
@@ -251,6 +284,21 @@ def run(
             raise ValueError("--mode decode reads --z, not --input")
         z = load_latents(z_path, generator.spec.z_size)
         return write_all(generator, {"decode": generator.decode(z, seed, temperature)}, output, together=len(z) > 1)
+    if (attribute is not None) != (mode == "attribute"):
+        raise ValueError("--mode attribute takes an --attribute vector; other modes take none")
+    if mode == "attribute":
+        if len(inputs) != 1:
+            raise ValueError("--mode attribute takes exactly one --input")
+        if not amounts:
+            raise ValueError("--amounts: give at least one amount of the vector to add")
+        vector = load_latents(attribute, generator.spec.z_size, "--attribute")
+        if len(vector) != 1:
+            raise ValueError(f"--attribute {attribute}: holds {len(vector)} vectors, not one")
+        mu = generator.encode(windows_of(generator, inputs[0])[:1])[0]
+        z = mu + np.asarray(amounts, np.float32)[:, None] * vector
+        # The same draws at every amount, so the steps differ only by the vector.
+        examples = generator.decode(z, seed, temperature, same_draws=True)
+        return write_all(generator, {Path(attribute).stem: examples}, output, together=True)
     if mode == "sample":
         if num < 1:
             raise ValueError(f"--num must be >= 1, got {num}")
@@ -282,6 +330,14 @@ def run(
         examples = generator.decode(z, seed, temperature, same_draws=True)
         return write_all(generator, {"interpolation": examples}, output, together=True)
     raise ValueError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
+
+
+def amounts_from(values: Sequence[str]) -> list[float]:
+    """--amounts as numbers, or an error naming the flag."""
+    try:
+        return [float(v) for v in values]
+    except ValueError:
+        raise ValueError(f"--amounts must be numbers separated by commas, got {','.join(values)}") from None
 
 
 def define_checkpoint_flags() -> None:
@@ -333,6 +389,8 @@ def main(argv: Sequence[str]) -> None:
             z_scale=FLAGS.z_scale,
             use_sigma=FLAGS.use_sigma,
             z_path=FLAGS.z,
+            attribute=attribute_path(workdir, FLAGS.attribute) if FLAGS.attribute else None,
+            amounts=amounts_from(FLAGS.amounts),
         )
     except (ValueError, FileNotFoundError) as e:
         fail(str(e))
@@ -353,6 +411,12 @@ def _define_flags() -> None:
     flags.DEFINE_float("z_scale", 1.0, "Scale of z drawn from the prior.")
     flags.DEFINE_bool("use_sigma", False, "Reconstruct from a sample of q(z|x) instead of its mean.")
     flags.DEFINE_string("z", None, "For --mode decode: a .npy file of latent vectors [N, z_size] (encode's mu.npy).")
+    flags.DEFINE_string(
+        "attribute",
+        None,
+        "For --mode attribute: a vector's name in WORKDIR/attributes (musicvae_jax.attributes) or .npy.",
+    )
+    flags.DEFINE_list("amounts", ["-2", "-1", "0", "1", "2"], "For --mode attribute: multiples of the vector to add.")
 
 
 if __name__ == "__main__":

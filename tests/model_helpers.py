@@ -1,4 +1,4 @@
-"""Tiny model specs and random batches for the model tests."""
+"""Tiny model specs and random batches for the model tests; tiny trained checkpoints for generation's."""
 
 from __future__ import annotations
 
@@ -52,3 +52,22 @@ def random_batch(spec: ModelSpec, batch_size: int = 3, seed: int = 0) -> dict[st
     batch["lengths"] = np.full(batch_size, spec.num_steps, np.int32)
     batch["weights"] = np.ones(batch_size, np.float32)
     return batch
+
+
+def trained_workdir(root, module, variant, representation, steps=6):
+    """A tiny model of a config module trained a few steps on the demo corpus; returns its workdir (root/run,
+    beside root/midi and root/data)."""
+    from musicvae_jax import train
+    from musicvae_jax.convert import convert
+    from musicvae_jax.demo_corpus import write_demo_corpus
+
+    write_demo_corpus(root / "midi", num_songs=4)
+    data = root / "data"
+    convert([str(root / "midi")], data, representation, workers=1)
+    config = module.get_config(variant)
+    config.batch_size = 4
+    config.train.update(
+        dict(num_steps=steps, log_every=steps, eval_every=steps, eval_batches=1, checkpoint_every=steps)
+    )
+    train.train_and_evaluate(config, root / "run", data)
+    return root / "run"

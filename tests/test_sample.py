@@ -7,28 +7,13 @@ import sys
 import numpy as np
 import pytest
 from helpers import REPO
+from model_helpers import trained_workdir
 
 from configs import drums_2bar, groovae, trio
-from musicvae_jax import train
-from musicvae_jax.convert import convert
-from musicvae_jax.demo_corpus import write_demo_corpus
 from musicvae_jax.midi_io import read_midi
 from musicvae_jax.representations.drums import GM_PITCH_TO_CLASS, drum_hits, drum_tokens
 from musicvae_jax.representations.melody import melody_tokens, monophonic, tokens_to_notes
 from musicvae_jax.sample import Generator, run, slerp, windows_of, write_all
-
-
-def trained_workdir(root, module, variant, representation, steps=6):
-    write_demo_corpus(root / "midi", num_songs=4)
-    data = root / "data"
-    convert([str(root / "midi")], data, representation, workers=1)
-    config = module.get_config(variant)
-    config.batch_size = 4
-    config.train.update(
-        dict(num_steps=steps, log_every=steps, eval_every=steps, eval_batches=1, checkpoint_every=steps)
-    )
-    train.train_and_evaluate(config, root / "run", data)
-    return root / "run"
 
 
 @pytest.fixture(scope="module")
