@@ -11,7 +11,7 @@ Written to WORKDIR/attributes/NAME.npy, one per attribute, with
 attributes.json (the quartiles, how many examples, and the check below).
 
 The check (`--check_examples`, on `--check_split`) shows what each vector
-does: it is added to the mus of that split's first examples, they are decoded
+does: it is added to the mus of examples of that split, they are decoded
 by argmax, and every attribute of the decodes is compared with the decodes
 of the unshifted mus, in standard deviations of the attribute over the split
 (a table, and a heatmap in attributes.png). A vector that works moves its
@@ -130,7 +130,8 @@ def stacked(examples: list[dict]) -> dict[str, np.ndarray]:
 def encode_split(
     generator: Generator, data_dir: str | Path, split: str, max_examples: int
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """The posterior means [N, z] of a split's first `max_examples` examples (0: all) and their fields [N, ...]."""
+    """The posterior means [N, z] of `max_examples` of a split's examples drawn at random (0, or more than the
+    split holds: all of them) and their fields [N, ...]."""
     metadata = input_pipeline.load_metadata(data_dir)
     input_pipeline.check_representation(
         metadata, generator.representation.name, str(data_dir), "the checkpoint's config.data.representation"
@@ -138,7 +139,9 @@ def encode_split(
     available = metadata["splits"].get(split, {}).get("examples", 0)
     wanted = min(available, max_examples) if max_examples else available
     fields = list(generator.representation.fields)
-    iterator = input_pipeline.make_iterator(data_dir, split, global_batch_size=CHUNK, train=False)
+    # A shuffled pass's first examples are a sample without repeats (its first epoch); all of them: one pass in order.
+    sample = wanted < available
+    iterator = input_pipeline.make_iterator(data_dir, split, global_batch_size=CHUNK, train=sample, seed=0)
     mus, arrays = [], {k: [] for k in fields}
     with tqdm(total=wanted, desc=f"encoding {split}", unit="example") as progress:
         for batch in iterator:
@@ -262,22 +265,25 @@ def compute(
         raise ValueError(f"--max_examples and --check_examples must be >= 0, got {max_examples} and {check_examples}")
     if output.exists() and not output.is_dir():
         raise ValueError(f"--output {output}: not a folder")
+    metadata = input_pipeline.load_metadata(data_dir)
+    for name in [split] + ([check_split] if check_examples else []):
+        input_pipeline.shard_paths(data_dir, name, metadata)  # a missing split is named now, not after the encoding
     mu, arrays = encode_split(generator, data_dir, split, max_examples)
     vectors, figures = attribute_vectors(measure(generator.representation.name, arrays), mu)
     if not vectors:
         raise ValueError(f"{data_dir} ({split}): no attribute varies enough over {len(mu)} examples to make a vector")
-    output.mkdir(parents=True, exist_ok=True)
-    for name, vector in vectors.items():
-        np.save(output / f"{name}.npy", vector)
     summary = {"data": str(data_dir), "split": split, "examples": len(mu), "attributes": figures}
+    changes = None
     if check_examples:
         check_mu, _ = encode_split(generator, data_dir, check_split, check_examples)
         changes = check(generator, vectors, check_mu, figures)
         summary["check"] = {"split": check_split, "examples": len(check_mu), "change_in_std": changes}
-        title = (
-            f"{generator.representation.name}: each vector added to {len(check_mu)} {check_split} examples' mu, argmax"
-        )
-        plot(changes, output / "attributes.png", title)
+    output.mkdir(parents=True, exist_ok=True)
+    for name, vector in vectors.items():
+        np.save(output / f"{name}.npy", vector)
+    if changes is not None:
+        title = f"{generator.representation.name}: each vector added to {summary['check']['examples']} {check_split} "
+        plot(changes, output / "attributes.png", title + "examples' mu, argmax")
     (output / "attributes.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -325,9 +331,9 @@ def _define_flags() -> None:
     define_checkpoint_flags()
     flags.DEFINE_string("split", "train", "Split whose examples make the vectors.")
     flags.DEFINE_string("data_path", None, "Converted data (default: the config's, or the demo data in workdir).")
-    flags.DEFINE_integer("max_examples", 4096, "Examples of the split to encode (0: all).")
+    flags.DEFINE_integer("max_examples", 4096, "Examples of the split to encode, drawn at random (0: all).")
     flags.DEFINE_string("check_split", "eval", "Split whose examples the vectors are checked on.")
-    flags.DEFINE_integer("check_examples", 256, "Examples to check the vectors on (0: no check).")
+    flags.DEFINE_integer("check_examples", 256, "Examples to check the vectors on, drawn at random (0: no check).")
     flags.DEFINE_string("output", None, "Output folder (default WORKDIR/attributes).")
 
 

@@ -97,6 +97,9 @@ def drums_run(tmp_path_factory):
 
 def test_vectors_and_their_check_from_a_checkpoint(drums_run, tmp_path):
     generator = Generator.restore(drums_run)
+    with pytest.raises(ValueError, match="no split 'nope'; it has train, eval"):  # named before any encoding
+        compute(generator, drums_run.parent / "data", tmp_path / "none", check_split="nope")
+    assert not (tmp_path / "none").exists()
     summary = compute(generator, drums_run.parent / "data", tmp_path, max_examples=40, check_examples=6)
     made = sorted(p.stem for p in tmp_path.glob("*.npy"))
     assert made and made == sorted(n for n, f in summary["attributes"].items() if "skipped" not in f)
