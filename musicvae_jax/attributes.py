@@ -326,11 +326,9 @@ def main(argv: Sequence[str]) -> None:
 def _define_flags() -> None:
     from absl import flags
 
-    from musicvae_jax.sample import define_checkpoint_flags
+    from musicvae_jax.sample import define_data_flags
 
-    define_checkpoint_flags()
-    flags.DEFINE_string("split", "train", "Split whose examples make the vectors.")
-    flags.DEFINE_string("data_path", None, "Converted data (default: the config's, or the demo data in workdir).")
+    define_data_flags("train", "Split whose examples make the vectors.")
     flags.DEFINE_integer("max_examples", 4096, "Examples of the split to encode, drawn at random (0: all).")
     flags.DEFINE_string("check_split", "eval", "Split whose examples the vectors are checked on.")
     flags.DEFINE_integer("check_examples", 256, "Examples to check the vectors on, drawn at random (0: no check).")

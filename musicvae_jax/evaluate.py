@@ -30,7 +30,7 @@ from tqdm import tqdm
 from musicvae_jax import input_pipeline, objectives
 from musicvae_jax.models.parts import GROOVE_HITS
 from musicvae_jax.models.vae import MusicVAE
-from musicvae_jax.sample import Generator, data_dir_of, define_checkpoint_flags, restore_from_flags
+from musicvae_jax.sample import Generator, data_dir_of, define_data_flags, restore_from_flags
 
 
 def batch_sums(model: MusicVAE, params, batch: dict, rng: jax.Array) -> dict[str, jax.Array]:
@@ -189,9 +189,7 @@ def main(argv: Sequence[str]) -> None:
 def _define_flags() -> None:
     from absl import flags
 
-    define_checkpoint_flags()
-    flags.DEFINE_string("split", "eval", "Split of the converted data.")
-    flags.DEFINE_string("data_path", None, "Converted data (default: the config's, or the demo data in workdir).")
+    define_data_flags("eval", "Split of the converted data.")
     flags.DEFINE_integer("batch_size", 0, "Batch size (default: the config's).")
     flags.DEFINE_integer("max_batches", 0, "Stop after this many batches (0: the whole split).")
     flags.DEFINE_integer("seed", 0, "Seed for z sampled from q(z|x) in the ELBO.")

@@ -350,6 +350,15 @@ def define_checkpoint_flags() -> None:
     )
 
 
+def define_data_flags(split: str, split_help: str) -> None:
+    """The checkpoint's flags, plus --split and --data_path for a command that reads converted data with it."""
+    from absl import flags
+
+    define_checkpoint_flags()
+    flags.DEFINE_string("split", split, split_help)
+    flags.DEFINE_string("data_path", None, "Converted data (default: the config's, or the demo data in workdir).")
+
+
 def restore_from_flags(argv: Sequence[str]) -> tuple[Generator, Path]:
     """The generator named by --workdir or --checkpoint, and its workdir; a clean exit when there is none."""
     from absl import flags
