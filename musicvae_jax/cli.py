@@ -2,7 +2,8 @@
 
 ml_collections applies `--config.x=...` overrides while the flag is defined
 and parsed; a misspelt key or a bad variant would otherwise end in a long
-traceback. Here each ends in one line naming the flag, and exit status 2.
+traceback. Here each ends in one line naming the flag, and exit status 2;
+a Ctrl-C that the command leaves unhandled ends in one line, status 130.
 Libraries' INFO log lines are dropped (their warnings are kept), so a run's
 output is our progress lines. Before main runs on a CPU, host memory is set
 up to be reused from step to step and JAX's CPU dispatch is made
@@ -91,7 +92,11 @@ def run(
         )
         if done:
             absl_logging.info("host memory: %s", done)
-        main(argv)
+        try:
+            main(argv)
+        except KeyboardInterrupt:  # a command's own handling comes first (training saves a checkpoint)
+            print("stopped by Ctrl-C; what was written before is kept", file=sys.stderr)
+            sys.exit(130)
 
     absl_logging.get_absl_handler().addFilter(_ours_or_warning)
     app.run(set_up_then_main, flags_parser=parse)

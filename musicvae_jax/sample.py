@@ -1,17 +1,20 @@
-"""Generate from a trained checkpoint: sample, reconstruct, interpolate, encode, decode.
+"""Generate from a trained checkpoint: sample, reconstruct, interpolate, encode, decode, attribute.
 
     python -m musicvae_jax.sample --workdir runs/demo --mode sample --num 8 --temperature 0.5
     python -m musicvae_jax.sample --workdir runs/demo --mode reconstruct --input song.mid
     python -m musicvae_jax.sample --workdir runs/demo --mode interpolate --input a.mid --input b.mid --steps 7
     python -m musicvae_jax.sample --workdir runs/demo --mode encode --input song.mid
     python -m musicvae_jax.sample --workdir runs/demo --mode decode --z runs/demo/samples/encode/mu.npy
+    python -m musicvae_jax.sample --workdir runs/demo --mode attribute --attribute drums_hit_density --input song.mid
 
 The model and its config come from the checkpoint (the latest in
 `workdir/checkpoints`, or `--checkpoint DIR/checkpoints/STEP`). Output goes
 to `--output` (default `workdir/samples/MODE`): one MIDI file per sequence,
-plus one file with all of them in a row for reconstruct, interpolate and
-decode; encode writes mu.npy and sigma.npy, which decode reads back (edited
-or not: any float array [N, z_size]).
+plus one file with all of them in a row for reconstruct, interpolate,
+decode and attribute; encode writes mu.npy and sigma.npy, which decode reads
+back (edited or not: any float array [N, z_size]). Attribute adds amounts
+(`--amounts`) of an attribute vector made by `musicvae_jax.attributes` to
+the z of the input's first window.
 """
 
 from __future__ import annotations

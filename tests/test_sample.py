@@ -1,12 +1,14 @@
 """Generation from a real (tiny, briefly trained) checkpoint: modes, determinism, round trips, errors."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-from helpers import REPO
+from helpers import REPO, start_as_from_a_terminal
 from model_helpers import trained_workdir
 
 from configs import drums_2bar, groovae, trio
@@ -423,3 +425,21 @@ def test_groove_evaluation_equals_a_direct_computation(groove_run):
     assert g["offset_rmse_quantized"] == pytest.approx(np.sqrt(np.mean(true_offsets[both] ** 2)), rel=1e-4)
     assert result["accuracy"]["groove"]["free_running"] == pytest.approx(np.mean(np.all(played == real, axis=-1)))
     assert "hit precision" in format_table(result)
+
+
+def test_ctrl_c_stops_a_long_job_in_one_line(drums_run, tmp_path):
+    """Sampling, like every command without handling of its own, stops on Ctrl-C with one line and status 130."""
+    run_ = start_as_from_a_terminal(
+        "musicvae_jax.sample", f"--workdir={drums_run}", "--num=200000", f"--output={tmp_path}"
+    )
+    seen = ""
+    while "decoding:" not in seen and run_.poll() is None:  # the progress bar: decoding has begun
+        seen += run_.stderr.read(1)
+    os.killpg(run_.pid, signal.SIGINT)
+    try:
+        _, err = run_.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(run_.pid, signal.SIGKILL)
+        raise AssertionError("sampling went on after Ctrl-C") from None
+    assert run_.returncode == 130 and "stopped by Ctrl-C; what was written before is kept" in err, seen + err
+    assert "Traceback" not in seen + err
