@@ -338,9 +338,12 @@ def run(
 def amounts_from(values: Sequence[str]) -> list[float]:
     """--amounts as numbers, or an error naming the flag."""
     try:
-        return [float(v) for v in values]
+        amounts = [float(v) for v in values]
     except ValueError:
-        raise ValueError(f"--amounts must be numbers separated by commas, got {','.join(values)}") from None
+        amounts = [np.nan]
+    if not np.isfinite(amounts).all():
+        raise ValueError(f"--amounts must be finite numbers separated by commas, got {','.join(values)}")
+    return amounts
 
 
 def define_checkpoint_flags() -> None:

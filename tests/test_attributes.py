@@ -12,7 +12,7 @@ from model_helpers import trained_workdir
 
 from configs import drums_2bar
 from musicvae_jax.attributes import attribute_vectors, compute, measure
-from musicvae_jax.sample import Generator, run, windows_of, write_all
+from musicvae_jax.sample import Generator, amounts_from, run, windows_of, write_all
 
 
 def melody_row(notes: dict[int, int], steps: int = 16) -> np.ndarray:
@@ -130,6 +130,10 @@ def test_sampling_with_an_attribute_vector(drums_run, tmp_path):
         run(generator, "attribute", tmp_path / "out", attribute=vector)
     with pytest.raises(ValueError, match="other modes take none"):
         run(generator, "sample", tmp_path / "out", attribute=vector)
+    for amounts in (["1", "x"], ["nan"], ["inf"]):
+        with pytest.raises(ValueError, match="--amounts must be finite numbers separated by commas"):
+            amounts_from(amounts)
+    assert amounts_from(["-1.5", "2"]) == [-1.5, 2.0]
 
 
 def test_the_commands_a_user_runs(drums_run, tmp_path):
