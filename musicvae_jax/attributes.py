@@ -236,7 +236,8 @@ def plot(changes: dict[str, dict[str, float | None]], path: Path, title: str) ->
     image = axes.imshow(grid, cmap="RdBu_r", vmin=-limit, vmax=limit)
     for (r, c), value in np.ndenumerate(grid):
         if np.isfinite(value):
-            axes.text(c, r, f"{value:+.1f}", ha="center", va="center", fontsize=7)
+            colour = "white" if abs(value) > 0.6 * limit else "black"
+            axes.text(c, r, f"{value:+.1f}", ha="center", va="center", fontsize=7, color=colour)
     axes.set_xticks(range(len(columns)), columns, rotation=45, ha="right", fontsize=8)
     axes.set_yticks(range(len(rows)), rows, fontsize=8)
     axes.set_xlabel("attribute measured on the decodes")
