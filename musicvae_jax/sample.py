@@ -274,8 +274,10 @@ def run(
     z_path: str | Path | None = None,
     attribute: str | Path | None = None,
     amounts: Sequence[float] = (-2.0, -1.0, 0.0, 1.0, 2.0),
+    page: bool = True,
 ) -> list[Path]:
-    """Does one mode's work and returns the files written."""
+    """Does one mode's work and returns the files written (the MIDI files; with `page`, piano rolls and
+    index.html beside them)."""
     if output.exists() and not output.is_dir():
         raise ValueError(f"--output {output}: not a folder")
     if temperature < 0:
@@ -286,7 +288,9 @@ def run(
         if inputs:
             raise ValueError("--mode decode reads --z, not --input")
         z = load_latents(z_path, generator.spec.z_size)
-        return write_all(generator, {"decode": generator.decode(z, seed, temperature)}, output, together=len(z) > 1)
+        return write_all(
+            generator, {"decode": generator.decode(z, seed, temperature)}, output, together=len(z) > 1, page=page
+        )
     if (attribute is not None) != (mode == "attribute"):
         raise ValueError("--mode attribute takes an --attribute vector; other modes take none")
     if mode == "attribute":
@@ -301,12 +305,14 @@ def run(
         z = mu + np.asarray(amounts, np.float32)[:, None] * vector
         # The same draws at every amount, so the steps differ only by the vector.
         examples = generator.decode(z, seed, temperature, same_draws=True)
-        return write_all(generator, {Path(attribute).stem: examples}, output, together=True)
+        return write_all(generator, {Path(attribute).stem: examples}, output, together=True, page=page)
     if mode == "sample":
         if num < 1:
             raise ValueError(f"--num must be >= 1, got {num}")
         z = np.random.default_rng(seed).standard_normal((num, generator.spec.z_size)).astype(np.float32) * z_scale
-        return write_all(generator, {"sample": generator.decode(z, seed, temperature)}, output, together=False)
+        return write_all(
+            generator, {"sample": generator.decode(z, seed, temperature)}, output, together=False, page=page
+        )
     if mode in ("reconstruct", "encode"):
         if len(inputs) != 1:
             raise ValueError(f"--mode {mode} takes exactly one --input")
@@ -321,7 +327,7 @@ def run(
         z = mu + sigma * np.random.default_rng(seed).standard_normal(mu.shape).astype(np.float32) if use_sigma else mu
         # The windows as the model read them follow, to compare with.
         groups = {"reconstruction": generator.decode(z, seed, temperature), "input": windows}
-        return write_all(generator, groups, output, together=True)
+        return write_all(generator, groups, output, together=True, page=page)
     if mode == "interpolate":
         if len(inputs) != 2:
             raise ValueError("--mode interpolate takes two --input files")
@@ -331,7 +337,7 @@ def run(
         z = np.stack([slerp(mus[0], mus[1], t) for t in np.linspace(0.0, 1.0, steps)]).astype(np.float32)
         # The same draws at every step, so the path changes only with z.
         examples = generator.decode(z, seed, temperature, same_draws=True)
-        return write_all(generator, {"interpolation": examples}, output, together=True)
+        return write_all(generator, {"interpolation": examples}, output, together=True, page=page)
     raise ValueError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
 
 
@@ -406,6 +412,7 @@ def main(argv: Sequence[str]) -> None:
             z_path=FLAGS.z,
             attribute=attribute_path(workdir, FLAGS.attribute) if FLAGS.attribute else None,
             amounts=amounts_from(FLAGS.amounts),
+            page=FLAGS.page,
         )
     except (ValueError, FileNotFoundError) as e:
         fail(str(e))
@@ -431,6 +438,7 @@ def _define_flags() -> None:
         None,
         "For --mode attribute: a vector's name in WORKDIR/attributes (musicvae_jax.attributes) or .npy.",
     )
+    flags.DEFINE_bool("page", True, "Draw a piano roll of each file and write index.html (--nopage: MIDI only).")
     flags.DEFINE_list("amounts", ["-2", "-1", "0", "1", "2"], "For --mode attribute: multiples of the vector to add.")
 
 

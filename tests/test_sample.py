@@ -125,20 +125,23 @@ def test_encode_writes_latents_per_window(drums_run, tmp_path):
 
 def test_decode_reads_encoded_latents_back_into_the_reconstruction(drums_run, tmp_path):
     """encode's mu.npy, decoded with reconstruct's seed and temperature, is its output file for file; one vector
-    [z_size] decodes as a batch of one."""
+    [z_size] decodes as a batch of one. Without a page (--nopage) only the MIDI files are written."""
     midi = sorted((drums_run.parent / "midi").glob("*.mid"))[0]
     generator = Generator.restore(drums_run)
+    mu = tmp_path / "encode" / "mu.npy"
     run(generator, "encode", tmp_path / "encode", inputs=[str(midi)])
-    rebuilt = run(generator, "reconstruct", tmp_path / "reconstruct", inputs=[str(midi)], temperature=1.0, seed=3)
-    decoded = run(
-        generator, "decode", tmp_path / "decode", z_path=tmp_path / "encode" / "mu.npy", temperature=1.0, seed=3
+    rebuilt = run(
+        generator, "reconstruct", tmp_path / "rebuilt", inputs=[str(midi)], temperature=1.0, seed=3, page=False
     )
-    n = len(np.load(tmp_path / "encode" / "mu.npy"))
+    decoded = run(generator, "decode", tmp_path / "decode", z_path=mu, temperature=1.0, seed=3, page=False)
+    n = len(np.load(mu))
     assert n > 1 and [p.name for p in decoded] == [f"decode_{i:03d}.mid" for i in range(n)] + ["decode_all.mid"]
+    assert sorted(tmp_path.joinpath("decode").iterdir()) == sorted(decoded)
     assert [p.read_bytes() for p in decoded] == [p.read_bytes() for p in rebuilt[: n + 1]]
-    np.save(tmp_path / "one.npy", np.load(tmp_path / "encode" / "mu.npy")[0].astype(np.float64))
+    np.save(tmp_path / "one.npy", np.load(mu)[0].astype(np.float64))
     (one,) = run(generator, "decode", tmp_path / "one", z_path=tmp_path / "one.npy", temperature=0.0)
-    argmax = run(generator, "decode", tmp_path / "argmax", z_path=tmp_path / "encode" / "mu.npy", temperature=0.0)
+    assert sorted(p.name for p in (tmp_path / "one").iterdir()) == ["decode_000.mid", "decode_000.png", "index.html"]
+    argmax = run(generator, "decode", tmp_path / "argmax", z_path=mu, temperature=0.0, page=False)
     assert one.read_bytes() == argmax[0].read_bytes()
 
 
