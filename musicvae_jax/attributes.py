@@ -274,6 +274,7 @@ def compute(
     if not vectors:
         raise ValueError(f"{data_dir} ({split}): no attribute varies enough over {len(mu)} examples to make a vector")
     summary = {"data": str(data_dir), "split": split, "examples": len(mu), "attributes": figures}
+    summary["mu_spread"] = float(mu.std(axis=0).mean())  # per dimension; the prior's is 1
     changes = None
     if check_examples:
         check_mu, _ = encode_split(generator, data_dir, check_split, check_examples)
@@ -320,8 +321,12 @@ def main(argv: Sequence[str]) -> None:
             "decoded by argmax: the change of each attribute's mean, in standard deviations over the data"
         )
         print(format_table(check_figures["change_in_std"]))
-    vectors = [n for n, f in summary["attributes"].items() if "skipped" not in f]
-    print(f"wrote {len(vectors)} attribute vectors from {summary['examples']} {summary['split']} examples to {output}")
+    norms = [f["vector_norm"] for f in summary["attributes"].values() if "skipped" not in f]
+    print(
+        f"the vectors' lengths: {min(norms):.3g} to {max(norms):.3g}; the examples' mus spread by "
+        f"{summary['mu_spread']:.3g} per dimension (standard deviation; the prior's is 1)"
+    )
+    print(f"wrote {len(norms)} attribute vectors from {summary['examples']} {summary['split']} examples to {output}")
 
 
 def _define_flags() -> None:

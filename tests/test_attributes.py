@@ -11,7 +11,7 @@ from helpers import REPO
 from model_helpers import trained_workdir
 
 from configs import drums_2bar
-from musicvae_jax.attributes import attribute_vectors, compute, measure
+from musicvae_jax.attributes import attribute_vectors, compute, encode_split, measure
 from musicvae_jax.sample import Generator, amounts_from, run, windows_of, write_all
 
 
@@ -104,6 +104,11 @@ def test_vectors_and_their_check_from_a_checkpoint(drums_run, tmp_path):
     made = sorted(p.stem for p in tmp_path.glob("*.npy"))
     assert made and made == sorted(n for n, f in summary["attributes"].items() if "skipped" not in f)
     assert summary["examples"] == 40 and summary["check"]["examples"] == 6
+    mu, arrays = encode_split(generator, drums_run.parent / "data", "train", 40)  # the same random 40
+    np.testing.assert_allclose(summary["mu_spread"], mu.std(axis=0).mean(), rtol=1e-5)
+    vectors, _ = attribute_vectors(measure("drums_2bar", arrays), mu)
+    for name in made:
+        np.testing.assert_array_equal(np.load(tmp_path / f"{name}.npy"), vectors[name])
     for name in made:
         assert np.load(tmp_path / f"{name}.npy").shape == (generator.spec.z_size,)
         assert summary["check"]["change_in_std"][name].keys() == set(made)
@@ -149,6 +154,7 @@ def test_the_commands_a_user_runs(drums_run, tmp_path):
     made = command("musicvae_jax.attributes", data, "--max_examples=40", "--check_examples=6")
     assert made.returncode == 0, made.stderr
     assert "| vector added |" in made.stdout and "attribute vectors from 40 train examples" in made.stdout
+    assert "the vectors' lengths: " in made.stdout and "per dimension (standard deviation" in made.stdout
     names = sorted(p.stem for p in (drums_run / "attributes").glob("*.npy"))
     midi = sorted((drums_run.parent / "midi").glob("*.mid"))[0]
     used = command("musicvae_jax.sample", "--mode=attribute", f"--attribute={names[0]}", f"--input={midi}",
