@@ -64,3 +64,14 @@ def start_as_from_a_terminal(module: str, *args: str) -> subprocess.Popen:
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )  # fmt: skip
+
+
+def press_ctrl_c(process: subprocess.Popen, timeout: float, what: str) -> tuple[str, str]:
+    """Ctrl-C to a process started by `start_as_from_a_terminal` (its whole group, as a terminal sends it); its
+    remaining (stdout, stderr) once it ends. Fails, killing the group, if it goes on for `timeout` seconds."""
+    os.killpg(process.pid, signal.SIGINT)
+    try:
+        return process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        raise AssertionError(f"{what} went on after Ctrl-C") from None

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from array_record.python.array_record_module import ArrayRecordReader
 from etils import epath
-from helpers import GROOVE_DIR, REPO, note, requires_groove, start_as_from_a_terminal, write_track_midi
+from helpers import GROOVE_DIR, REPO, note, press_ctrl_c, requires_groove, start_as_from_a_terminal, write_track_midi
 
 from musicvae_jax import records, remote
 from musicvae_jax.convert import OutputConflictError, convert, file_splits
@@ -131,8 +131,7 @@ def test_ctrl_c_stops_a_conversion_quietly_and_the_same_command_resumes(demo_mid
     deadline = time.time() + 60
     while time.time() < deadline and not list((interrupted / ".parts").glob("part-*.json")):
         time.sleep(0.005)
-    os.killpg(process.pid, signal.SIGINT)
-    _, err = process.communicate(timeout=60)
+    _, err = press_ctrl_c(process, 60, "the conversion")
     if (interrupted / "metadata.json").exists():
         pytest.skip("the conversion finished before it could be interrupted")
     assert process.returncode == 130 and "the same command resumes" in err, err

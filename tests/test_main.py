@@ -1,7 +1,6 @@
 """The entry point as a user runs it: the built-in default, start-up errors (flags, values, a data folder of the
 wrong kind). A given data folder trains in tests/test_distributed.py."""
 
-import os
 import re
 import signal
 import subprocess
@@ -10,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import REPO, start_as_from_a_terminal
+from helpers import REPO, press_ctrl_c, start_as_from_a_terminal
 
 from musicvae_jax import host_memory
 
@@ -109,12 +108,7 @@ def test_ctrl_c_saves_a_checkpoint_and_stops_the_run_and_its_loader_workers_quie
             while not (len(workers) == 2 and all(map(ignores_ctrl_c, workers))) and time.time() < started + 0.5:
                 time.sleep(0.005)
                 workers = spawned_children(run.pid)
-    os.killpg(run.pid, signal.SIGINT)
-    try:
-        out, err = run.communicate(timeout=120)
-    except subprocess.TimeoutExpired:
-        os.killpg(run.pid, signal.SIGKILL)
-        raise AssertionError("the run went on after Ctrl-C") from None
+    out, err = press_ctrl_c(run, 120, "the run")
     out = "".join(lines) + out
     assert run.returncode == 0, err
     if when == "as a worker starts" and "before its first batch" in out:

@@ -1,14 +1,12 @@
 """Generation from a real (tiny, briefly trained) checkpoint: modes, determinism, round trips, errors."""
 
 import json
-import os
-import signal
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-from helpers import REPO, start_as_from_a_terminal
+from helpers import REPO, press_ctrl_c, start_as_from_a_terminal
 from model_helpers import trained_workdir
 
 from configs import drums_2bar, groovae, trio
@@ -438,11 +436,6 @@ def test_ctrl_c_stops_a_long_job_in_one_line(drums_run, tmp_path):
     seen = ""
     while "decoding:" not in seen and run_.poll() is None:  # the progress bar: decoding has begun
         seen += run_.stderr.read(1)
-    os.killpg(run_.pid, signal.SIGINT)
-    try:
-        _, err = run_.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(run_.pid, signal.SIGKILL)
-        raise AssertionError("sampling went on after Ctrl-C") from None
+    _, err = press_ctrl_c(run_, 60, "sampling")
     assert run_.returncode == 130 and "stopped by Ctrl-C; what was written before is kept" in err, seen + err
     assert "Traceback" not in seen + err
