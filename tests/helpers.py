@@ -66,11 +66,17 @@ def start_as_from_a_terminal(module: str, *args: str) -> subprocess.Popen:
         )  # fmt: skip
 
 
-def press_ctrl_c(process: subprocess.Popen, timeout: float, what: str) -> tuple[str, str]:
+def press_ctrl_c(process: subprocess.Popen, timeout: float, what: str, again_after: float = 0) -> tuple[str, str]:
     """Ctrl-C to a process started by `start_as_from_a_terminal` (its whole group, as a terminal sends it); its
-    remaining (stdout, stderr) once it ends. Fails, killing the group, if it goes on for `timeout` seconds."""
+    remaining (stdout, stderr) once it ends. With `again_after`, pressed once more if the process still runs after
+    that many seconds, as a user would. Fails, killing the group, if it goes on for `timeout` seconds."""
     os.killpg(process.pid, signal.SIGINT)
     try:
+        if again_after:
+            try:
+                return process.communicate(timeout=again_after)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGINT)
         return process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
