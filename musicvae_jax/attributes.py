@@ -102,8 +102,8 @@ def groove_attributes(hits: np.ndarray, velocities: np.ndarray, offsets: np.ndar
 
 
 def drum_token_hits(tokens: np.ndarray) -> np.ndarray:
-    """Drum tokens [B, T] (bit sets of classes) -> hits [B, T, 9] booleans."""
-    return (np.asarray(tokens, np.int64)[..., None] >> np.arange(drums.NUM_DRUM_CLASSES)) & 1 > 0
+    """Drum tokens [B, T] (bit sets of classes) -> hits [B, T, 9] booleans: the roll's class bits."""
+    return drums.drum_roll(np.asarray(tokens, np.int64))[..., : drums.NUM_DRUM_CLASSES] > 0
 
 
 def measure(representation: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -145,12 +145,12 @@ def encode_split(
     mus, arrays = [], {k: [] for k in fields}
     with tqdm(total=wanted, desc=f"encoding {split}", unit="example") as progress:
         for batch in iterator:
-            rows = np.flatnonzero(batch["weights"] > 0)[: wanted - sum(len(m) for m in mus)]
+            rows = np.flatnonzero(batch["weights"] > 0)[: wanted - progress.n]
             mus.append(generator.encode_batch(batch)[0][rows])
             for k in fields:
                 arrays[k].append(np.asarray(batch[k])[rows])
             progress.update(len(rows))
-            if sum(len(m) for m in mus) >= wanted:
+            if progress.n >= wanted:
                 break
     iterator.close()
     if not mus:
