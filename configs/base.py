@@ -48,7 +48,9 @@ def get_base_config() -> ConfigDict:
     # params, loss and optimizer stay float32.
     config.model.compute_dtype = "float32"
     config.model.dropout_keep = 1.0  # keep probability of decoder-input dropout
-    config.model.humanize = False  # groove: encoder sees hits only
+    # groove: what the encoder reads of a performance, which sets the task (models/groove_input.py):
+    # "performance", "hits" (humanize), "taps" (tap2drum), "taps_fixed_velocity", "without:NAME,..." (infill).
+    config.model.groove_input = "performance"
     # groove: velocity and offset errors only where the data has a hit (the reference counts every
     # class at every step, so the values a decoder expects shrink towards 0 where a hit is uncertain).
     config.model.groove_values_on_hits = False

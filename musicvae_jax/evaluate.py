@@ -30,6 +30,7 @@ from tqdm import tqdm
 from musicvae_jax import input_pipeline, objectives
 from musicvae_jax.models.parts import GROOVE_HITS
 from musicvae_jax.models.vae import MusicVAE
+from musicvae_jax.representations.groove import DRUM_CLASS_NAMES
 from musicvae_jax.sample import Generator, data_dir_of, define_data_flags, restore_from_flags
 
 
@@ -60,7 +61,7 @@ def batch_sums(model: MusicVAE, params, batch: dict, rng: jax.Array) -> dict[str
 
 def groove_sums(name: str, played: jax.Array, target: jax.Array, mask: jax.Array) -> dict[str, jax.Array]:
     """Counts of hits and sums of squared velocity and offset errors on the hits both play ([B, T, 27] values);
-    per drum class where the one-velocity-per-class baseline needs it."""
+    per drum class where the one-velocity-per-class baseline and the per-class hit rates need it."""
     hits, velocities, offsets = jnp.split(played, 3, axis=-1)
     true_hits, true_velocities, true_offsets = jnp.split(target, 3, axis=-1)
     played_hit = (hits > 0.5) * mask[..., None]
@@ -68,8 +69,8 @@ def groove_sums(name: str, played: jax.Array, target: jax.Array, mask: jax.Array
     both = played_hit * true_hit
     per_class = (0, 1)
     sums = {
-        "hits_played": jnp.sum(played_hit),
-        "hits_true": jnp.sum(true_hit),
+        "hits_played": jnp.sum(played_hit, axis=per_class),
+        "hits_true": jnp.sum(true_hit, axis=per_class),
         "hits_both": jnp.sum(both, axis=per_class),
         "velocity_se": jnp.sum(both * (velocities - true_velocities) ** 2),
         "velocity_sum": jnp.sum(both * true_velocities, axis=per_class),
@@ -86,14 +87,23 @@ def groove_metrics(totals: dict[str, float], name: str) -> dict[str, float]:
     hits_both = float(np.sum(t["hits_both"]))
     both = max(hits_both, 1.0)
     spread = t["velocity_sq"] - t["velocity_sum"] ** 2 / np.maximum(t["hits_both"], 1.0)  # around each class's mean
+    per_class = {
+        name: {
+            "hit_precision": float(t["hits_both"][c]) / max(float(t["hits_played"][c]), 1.0),
+            "hit_recall": float(t["hits_both"][c]) / max(float(t["hits_true"][c]), 1.0),
+            "hits_true": int(t["hits_true"][c]),
+        }
+        for c, name in enumerate(DRUM_CLASS_NAMES)
+    }
     return {
-        "hit_precision": hits_both / max(float(t["hits_played"]), 1.0),
-        "hit_recall": hits_both / max(float(t["hits_true"]), 1.0),
+        "hit_precision": hits_both / max(float(np.sum(t["hits_played"])), 1.0),
+        "hit_recall": hits_both / max(float(np.sum(t["hits_true"])), 1.0),
         "hits_compared": int(hits_both),
         "velocity_rmse": 127 * math.sqrt(t["velocity_se"] / both),
         "velocity_rmse_class_means": 127 * math.sqrt(max(float(np.sum(spread)), 0.0) / both),
         "offset_rmse": math.sqrt(t["offset_se"] / both),
         "offset_rmse_quantized": math.sqrt(t["offset_sq"] / both),
+        "per_class": per_class,  # where an infill model's left-out classes show how well it makes them up
     }
 
 
@@ -160,7 +170,13 @@ def format_table(result: dict) -> str:
             "|---|---|---|---|---|---|",
             f"| {g['hit_precision']:.3f} | {g['hit_recall']:.3f} | {g['velocity_rmse']:.1f} "
             f"| {g['velocity_rmse_class_means']:.1f} | {g['offset_rmse']:.3f} | {g['offset_rmse_quantized']:.3f} |",
+            "",
+            "| drum class | " + " | ".join(g["per_class"]) + " |",
+            "|---|" + "---|" * len(g["per_class"]),
         ]
+        for key, label in (("hit_precision", "hit precision"), ("hit_recall", "hit recall")):
+            lines.append(f"| {label} | " + " | ".join(f"{c[key]:.3f}" for c in g["per_class"].values()) + " |")
+        lines.append("| hits in the data | " + " | ".join(str(c["hits_true"]) for c in g["per_class"].values()) + " |")
     return "\n".join(lines)
 
 

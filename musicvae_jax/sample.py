@@ -31,11 +31,13 @@ from tqdm import tqdm
 
 from musicvae_jax import checkpoints, input_pipeline, remote, train
 from musicvae_jax.midi_io import MidiReadError, read_midi, write_midi
+from musicvae_jax.models import groove_input
 from musicvae_jax.models.parts import GROOVE_KEYS
 from musicvae_jax.models.vae import MusicVAE
 from musicvae_jax.notes import NoteSequence
 from musicvae_jax.render import write_page
 from musicvae_jax.representations import get_representation
+from musicvae_jax.representations.groove import as_taps
 
 MODES = ("sample", "reconstruct", "interpolate", "encode", "decode", "attribute")
 CHUNK = 64  # sequences per compiled call; longer jobs run chunk after chunk with a progress bar
@@ -107,6 +109,11 @@ class Generator:
             manager.close()
         return cls(config, state.params)
 
+    @property
+    def reads_taps(self) -> bool:
+        """A tap2drum model: its input is a rhythm tapped on any instrument."""
+        return any(p.kind == "groove" and groove_input.reads_taps(p.groove_input) for p in self.spec.parts)
+
     def encode_batch(self, batch: dict) -> tuple[np.ndarray, np.ndarray]:
         """(mu, sigma) [B, z_size] of one batch as the loader makes it."""
         mu, sigma = self._encode(self.params, batch)
@@ -165,6 +172,8 @@ def windows_of(generator: Generator, path: str | Path) -> list[dict]:
         sequence = read_midi(path)
     except MidiReadError as e:
         raise ValueError(f"--input {path}: {e}") from None
+    if generator.reads_taps:
+        sequence = as_taps(sequence)
     windows = generator.representation.windows(sequence)
     if not windows:
         reasons = [*sequence.warnings] or ["no part of it matches"]

@@ -34,6 +34,7 @@ from jax.experimental import multihost_utils
 from ml_collections import ConfigDict
 
 from musicvae_jax import checkpoints, distributed, input_pipeline, objectives, parallel
+from musicvae_jax.models import groove_input
 from musicvae_jax.models.vae import ModelSpec, MusicVAE, init_params
 from musicvae_jax.representations import get_representation
 
@@ -76,12 +77,17 @@ def model_spec(config: ConfigDict) -> ModelSpec:
         hoist_input_projection=m.hoist_input_projection,
         unroll=m.unroll,
         dropout_keep=m.dropout_keep,
-        humanize=m.humanize,
+        groove_input=groove_input_of(m),
         groove_values_on_hits=m.get("groove_values_on_hits", False),
         compute_dtype=m.get("compute_dtype", "float32"),  # checkpoints from before the option have none
         sequence_vjp=m.get("sequence_vjp", True),
         batch_directions=m.get("batch_directions", False),
     )
+
+
+def groove_input_of(model: ConfigDict) -> str:
+    """config.model.groove_input; checkpoints from before the field have humanize=True for "hits"."""
+    return model.get("groove_input", "hits" if model.get("humanize", False) else "performance")
 
 
 def validate_config(config: ConfigDict) -> None:
@@ -135,9 +141,13 @@ def validate_config(config: ConfigDict) -> None:
         raise ValueError(f"config.model.z_size must be >= 1, got {m.z_size}")
     if not 0.0 < m.dropout_keep <= 1.0:
         raise ValueError(f"config.model.dropout_keep must be in (0, 1], got {m.dropout_keep}")
-    for flag in ("humanize", "groove_values_on_hits"):
-        if m.get(flag, False) and not representation.name.startswith("groove"):
-            raise ValueError(f"config.model.{flag} applies to groove representations, not {representation.name}")
+    for field, in_use in (
+        ("groove_values_on_hits", m.get("groove_values_on_hits", False)),
+        ("groove_input", groove_input_of(m) != "performance"),
+    ):
+        if in_use and not representation.name.startswith("groove"):
+            raise ValueError(f"config.model.{field} applies to groove representations, not {representation.name}")
+    groove_input.check_groove_input(groove_input_of(m))
     if t.sampling_schedule not in ("constant", "inverse_sigmoid"):
         raise ValueError(
             f"config.train.sampling_schedule must be 'constant' or 'inverse_sigmoid', got {t.sampling_schedule!r}"

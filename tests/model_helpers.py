@@ -13,7 +13,7 @@ FAMILIES = {
     "mel_16bar_hier": dict(representation="melody_16bar", conductor_sizes=(12,)),
     "trio_hier": dict(representation="trio_16bar", conductor_sizes=(12, 10)),
     "trio_flat": dict(representation="trio_16bar"),
-    "groove_humanize": dict(representation="groove_2bar", humanize=True, dropout_keep=0.5),
+    "groove_humanize": dict(representation="groove_2bar", groove_input="hits", dropout_keep=0.5),
 }
 
 

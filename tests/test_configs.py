@@ -50,7 +50,8 @@ def test_reference_configs_are_the_spec_table(row):
 
 
 def test_groovae_humanizes_by_default_and_drums_16bar_is_the_16bar_melody_setup_on_drums():
-    assert groovae.get_config().model.humanize and groovae.get_config().data.representation == "groove_2bar"
+    config = groovae.get_config()
+    assert config.model.groove_input == "hits" and config.data.representation == "groove_2bar"
     for variant in (None, "flat"):
         drums, melody = drums_16bar.get_config(variant), mel_16bar.get_config(variant)
         assert drums.data.representation == "drums_16bar"
@@ -60,8 +61,14 @@ def test_groovae_humanizes_by_default_and_drums_16bar_is_the_16bar_melody_setup_
 
 @pytest.mark.parametrize("module", [mel_2bar, drums_2bar, mel_16bar, drums_16bar, trio, groovae])
 def test_every_combination_of_variants_is_a_valid_config(module):
+    """... or, where two variants each set the task (groovae's TASKS), an error naming both."""
+    tasks = set(getattr(module, "TASKS", ()))
     for n in range(len(module.VARIANTS) + 1):
         for combination in itertools.combinations(module.VARIANTS, n):
+            if len(tasks & set(combination)) > 1:
+                with pytest.raises(ValueError, match="each set the task; choose one"):
+                    module.get_config(",".join(combination))
+                continue
             config = module.get_config(",".join(combination))
             train.validate_config(config)
             assert ("tiny" in combination) == (config.model.z_size == 32)

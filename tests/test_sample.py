@@ -425,7 +425,12 @@ def test_groove_evaluation_equals_a_direct_computation(groove_run):
     assert g["offset_rmse"] == pytest.approx(np.sqrt(np.mean((offsets - true_offsets)[both] ** 2)), rel=1e-4)
     assert g["offset_rmse_quantized"] == pytest.approx(np.sqrt(np.mean(true_offsets[both] ** 2)), rel=1e-4)
     assert result["accuracy"]["groove"]["free_running"] == pytest.approx(np.mean(np.all(played == real, axis=-1)))
-    assert "hit precision" in format_table(result)
+    for c, row in enumerate(g["per_class"].values()):
+        assert row["hits_true"] == real[..., c].sum()
+        assert row["hit_recall"] == pytest.approx(both[..., c].sum() / max(real[..., c].sum(), 1))
+        assert row["hit_precision"] == pytest.approx(both[..., c].sum() / max(played[..., c].sum(), 1))
+    assert list(g["per_class"])[2] == "closed_hihat"
+    assert "hit precision" in format_table(result) and "| drum class | kick | snare |" in format_table(result)
 
 
 def test_ctrl_c_stops_a_long_job_in_one_line(drums_run, tmp_path):

@@ -13,6 +13,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from musicvae_jax.models import groove_input
 from musicvae_jax.models.lstm import dot, gather_columns
 from musicvae_jax.representations.drums import NUM_CLASSES as DRUM_CLASSES
 from musicvae_jax.representations.drums import drum_roll
@@ -28,8 +29,9 @@ class Part:
     name: str  # batch key (categorical) and metric name
     kind: str  # "categorical" or "groove"
     depth: int  # classes, or 27 values per groove step
-    encoder_input: str  # "onehot", "roll", "groove" or "groove_hits" (humanize)
+    encoder_input: str  # "onehot", "roll" or "groove"
     values_on_hits: bool = False  # groove: velocity and offset errors count where the data has a hit only
+    groove_input: str = "performance"  # groove: what the encoder reads of the performance (models/groove_input.py)
 
     def targets(self, batch: dict) -> jax.Array:
         """Categorical: token ids [B, T]; groove: [B, T, 27] (hits, velocities, offsets)."""
@@ -71,9 +73,8 @@ class Part:
             return self.targets(batch)
         if self.encoder_input == "roll":
             return drum_roll(batch[self.name], jnp).astype(jnp.float32)
-        if self.encoder_input == "groove_hits":
-            hits = batch["hits"]
-            return jnp.concatenate([hits, jnp.zeros_like(hits), jnp.zeros_like(hits)], axis=-1)
+        if self.encoder_input == "groove":
+            return groove_input.encoder_values(batch, self.groove_input)
         return self.input_vectors(self.targets(batch))
 
     def encoder_features(self, batch: dict) -> jax.Array:
@@ -90,9 +91,9 @@ class Part:
 
     @property
     def encoder_depth(self) -> int:
-        return {"roll": 10, "groove": VALUES_PER_STEP, "groove_hits": VALUES_PER_STEP}.get(
-            self.encoder_input, self.depth
-        )
+        if self.encoder_input == "groove":
+            return groove_input.encoder_depth(self.groove_input)
+        return 10 if self.encoder_input == "roll" else self.depth
 
     def split_outputs(self, raw: jax.Array) -> dict[str, jax.Array]:
         """Raw head outputs [..., depth] -> named outputs (logits, or hits/velocities/offsets)."""
@@ -150,7 +151,7 @@ def _sigmoid_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     return jnp.maximum(logits, 0) - logits * labels + jnp.log1p(jnp.exp(-jnp.abs(logits)))
 
 
-def parts_for(representation: str, humanize: bool = False, values_on_hits: bool = False) -> tuple[Part, ...]:
+def parts_for(representation: str, groove_input: str = "performance", values_on_hits: bool = False) -> tuple[Part, ...]:
     """The parts of a representation, in decoding order."""
     if representation.startswith("melody"):
         return (Part("tokens", "categorical", MELODY_CLASSES, "onehot"),)
@@ -163,5 +164,5 @@ def parts_for(representation: str, humanize: bool = False, values_on_hits: bool 
             Part("drums", "categorical", DRUM_CLASSES, "onehot"),
         )
     if representation.startswith("groove"):
-        return (Part("groove", "groove", VALUES_PER_STEP, "groove_hits" if humanize else "groove", values_on_hits),)
+        return (Part("groove", "groove", VALUES_PER_STEP, "groove", values_on_hits, groove_input),)
     raise ValueError(f"no model parts for representation {representation!r}")

@@ -35,7 +35,7 @@ class ModelSpec:
     hoist_input_projection: bool = False
     unroll: int = 1
     dropout_keep: float = 1.0
-    humanize: bool = False
+    groove_input: str = "performance"  # groove: what the encoder reads (models/groove_input.py); "hits": humanize
     groove_values_on_hits: bool = False
     compute_dtype: str = "float32"  # "bfloat16": mixed precision (float32 params, loss and optimizer)
     sequence_vjp: bool = True  # LSTM weight gradients once per sequence (models/lstm.py)
@@ -47,7 +47,7 @@ class ModelSpec:
 
     @property
     def parts(self) -> tuple[Part, ...]:
-        return parts_for(self.representation, self.humanize, self.groove_values_on_hits)
+        return parts_for(self.representation, self.groove_input, self.groove_values_on_hits)
 
     def core_specs(self) -> list[CoreSpec]:
         groups = [(p,) for p in self.parts] if self.hierarchical else [self.parts]

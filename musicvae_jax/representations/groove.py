@@ -34,6 +34,7 @@ TD11_DRUM_CLASS_PITCHES = (
     (51, 53, 59),  # ride
 )
 TD11_PITCH_TO_CLASS = pitch_to_class_map(TD11_DRUM_CLASS_PITCHES)
+DRUM_CLASS_NAMES = ("kick", "snare", "closed_hihat", "open_hihat", "low_tom", "mid_tom", "high_tom", "crash", "ride")
 VALUES_PER_STEP = 3 * NUM_DRUM_CLASSES
 
 
@@ -75,6 +76,14 @@ def arrays_to_notes(hits: np.ndarray, velocities: np.ndarray, offsets: np.ndarra
             )
         )
     return notes
+
+
+def as_taps(sequence: NoteSequence) -> NoteSequence:
+    """Every note of every instrument as a kick drum hit, for a tap2drum model's input: what was tapped on counts,
+    not which key or drum."""
+    kick = TD11_DRUM_CLASS_PITCHES[0][0]
+    notes = [dataclasses.replace(n, pitch=kick, is_drum=True) for n in sequence.notes]
+    return dataclasses.replace(sequence, notes=notes)
 
 
 def _file_seed(source: str) -> int:
