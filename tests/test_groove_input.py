@@ -1,6 +1,7 @@
 """GrooVAE's tasks: what the encoder reads of a performance (humanize, tap2drum, infill), and taps read from MIDI."""
 
 import dataclasses
+import re
 
 import jax
 import jax.numpy as jnp
@@ -75,6 +76,18 @@ def test_checkpoints_from_before_the_field_humanize():
     assert train.model_spec(legacy).groove_input == "hits"
     legacy.model.humanize = False
     assert train.model_spec(legacy).groove_input == "performance"
+
+
+def test_a_run_keeps_its_task_on_resume():
+    """Hits and an infill's performance have the same shapes; resuming with another task is named, not trained."""
+    saved = groovae.get_config("tiny").to_dict()
+    infill = groovae.get_config("infill,tiny")
+    message = "holds another model (config.model.groove_input is without:closed_hihat,open_hihat here, hits there)"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        train.check_checkpoint_fits(train.model_spec(infill), saved, "checkpoint 12")
+    same = groovae.get_config("tiny")
+    same.model.unroll = 2
+    train.check_checkpoint_fits(train.model_spec(same), saved, "checkpoint 12")
 
 
 def permute_classes(batch: dict, order: list[int]) -> dict:
