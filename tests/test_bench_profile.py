@@ -1,5 +1,5 @@
 """bench/'s tools: profile_step's trace summary (device threads, busy time as one union), step_memory, compare_trees,
-the machine's name in the tables."""
+the machine's name in the tables, infill_baseline's scores."""
 
 import os
 import re
@@ -170,3 +170,36 @@ def test_the_cpu_name_tells_generations_with_one_model_name_apart():
     assert cpu_name(_cpuinfo(("23", "49"), "sse2")) == "AMD EPYC (family 23, model 49)"
     assert cpu_name("processor\t: 0\nmodel name\t: Neoverse-N1\n") == "Neoverse-N1"  # no family line (ARM)
     assert cpu_name("processor\t: 0\nBogoMIPS\t: 50.00\n") == ""
+
+
+def test_infill_baseline_scores_fixed_hihat_patterns(tmp_path):
+    """bench/infill_baseline.py's precision and recall, against counts made from the file's windows directly."""
+    import numpy as np
+
+    from musicvae_jax.convert import convert
+    from musicvae_jax.input_pipeline import load_metadata
+    from musicvae_jax.midi_io import read_midi, write_midi
+    from musicvae_jax.notes import Note, NoteSequence
+    from musicvae_jax.representations import get_representation
+
+    hats = [0, 2, 3, 4, 8, 9, 12, 16, 22, 40, 41, 44]  # on quarters, eighths and sixteenths, over three bars
+    notes = [Note(pitch=42, velocity=80, start_step=s, end_step=s + 1, is_drum=True, instrument=9) for s in hats]
+    notes += [Note(pitch=36, velocity=90, start_step=s, end_step=s + 1, is_drum=True, instrument=9) for s in (0, 24)]
+    (tmp_path / "midi").mkdir()
+    write_midi(NoteSequence(notes=notes, total_steps=48), tmp_path / "midi" / "beat.mid")
+    convert([str(tmp_path / "midi")], tmp_path / "data", "groove_2bar", workers=1)
+    (split,) = [name for name, s in load_metadata(tmp_path / "data")["splits"].items() if s["examples"]]
+    windows = get_representation("groove_2bar").windows(read_midi(tmp_path / "midi" / "beat.mid"))
+    true = np.stack([w["hits"][:, 2] for w in windows])  # closed hi-hat [windows, 32]
+    assert true.sum() > 0
+    out = subprocess.run(
+        [sys.executable, "bench/infill_baseline.py", "--data", str(tmp_path / "data"), "--split", split],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    ).stdout
+    for name, every in (("quarter", 4), ("eighth", 2), ("sixteenth", 1)):
+        on = true[:, ::every].sum()
+        precision, recall = on / (len(windows) * 32 // every), on / true.sum()
+        assert f"| closed_hihat every {name} | {precision:.3f} | {recall:.3f} |" in out, out
