@@ -6,6 +6,7 @@
     python -m musicvae_jax.sample --workdir runs/demo --mode encode --input song.mid
     python -m musicvae_jax.sample --workdir runs/demo --mode decode --z runs/demo/samples/encode/mu.npy
     python -m musicvae_jax.sample --workdir runs/demo --mode attribute --attribute drums_hit_density --input song.mid
+    python -m musicvae_jax.sample --workdir runs/tap --mode reconstruct --taps 'X..x..x...x.X... X..x..x...x.X...'
 
 The model and its config come from the checkpoint (the latest in
 `workdir/checkpoints`, or `--checkpoint DIR/checkpoints/STEP`). Output goes
@@ -37,7 +38,7 @@ from musicvae_jax.models.vae import MusicVAE
 from musicvae_jax.notes import NoteSequence
 from musicvae_jax.render import write_page
 from musicvae_jax.representations import get_representation
-from musicvae_jax.representations.groove import as_taps
+from musicvae_jax.representations.groove import as_taps, taps_from_pattern
 
 MODES = ("sample", "reconstruct", "interpolate", "encode", "decode", "attribute")
 CHUNK = 64  # sequences per compiled call; longer jobs run chunk after chunk with a progress bar
@@ -236,6 +237,29 @@ def data_dir_of(generator: Generator, workdir: Path, data_path: str | None) -> P
     return Path(data_path or config.data.path or workdir / "data" / config.data.representation)
 
 
+def output_folder(output: Path) -> Path:
+    """--output, or an error where it names a file."""
+    if output.exists() and not output.is_dir():
+        raise ValueError(f"--output {output}: not a folder")
+    return output
+
+
+def write_tap_files(generator: Generator, patterns: Sequence[str], output: Path) -> list[str]:
+    """--taps: each typed rhythm as a MIDI file in the output folder (output/taps_I.mid), to read as --input."""
+    if not generator.reads_taps:
+        raise ValueError(
+            f"--taps is for tap2drum models (config.model.groove_input taps or taps_fixed_velocity); "
+            f"this one is {generator.spec.representation}"
+            + (f" reading {generator.spec.groove_input}" if generator.spec.representation.startswith("groove") else "")
+        )
+    sequences = [taps_from_pattern(p) for p in patterns]
+    output_folder(output).mkdir(parents=True, exist_ok=True)
+    paths = [output / f"taps_{i}.mid" for i in range(len(sequences))]
+    for sequence, path in zip(sequences, paths, strict=True):
+        write_midi(sequence, path)
+    return [str(p) for p in paths]
+
+
 def in_a_row(sequences: Sequence[NoteSequence], steps: int) -> NoteSequence:
     """Sequences one after another, each `steps` long."""
     notes = [
@@ -287,8 +311,7 @@ def run(
 ) -> list[Path]:
     """Does one mode's work and returns the files written (the MIDI files; with `page`, piano rolls and
     index.html beside them)."""
-    if output.exists() and not output.is_dir():
-        raise ValueError(f"--output {output}: not a folder")
+    output_folder(output)
     if temperature < 0:
         raise ValueError(f"--temperature must be >= 0 (near 0 is argmax), got {temperature}")
     if (z_path is not None) != (mode == "decode"):
@@ -407,11 +430,14 @@ def main(argv: Sequence[str]) -> None:
     generator, workdir = restore_from_flags(argv)
     try:
         output = Path(FLAGS.output) if FLAGS.output else workdir / "samples" / FLAGS.mode
+        if FLAGS.taps and FLAGS.input:
+            raise ValueError("give --input files or --taps rhythms, not both")
+        inputs = write_tap_files(generator, FLAGS.taps, output) if FLAGS.taps else FLAGS.input or ()
         paths = run(
             generator,
             FLAGS.mode,
             output,
-            inputs=FLAGS.input or (),
+            inputs=inputs,
             num=FLAGS.num,
             temperature=FLAGS.temperature,
             seed=FLAGS.seed,
@@ -434,6 +460,12 @@ def _define_flags() -> None:
     define_checkpoint_flags()
     flags.DEFINE_enum("mode", "sample", MODES, "What to do.")
     flags.DEFINE_multi_string("input", None, "MIDI file(s) for reconstruct, encode (one) and interpolate (two).")
+    flags.DEFINE_multi_string(
+        "taps",
+        None,
+        "For a tap2drum model, instead of --input: a rhythm typed per 16th-note step, x a tap, X an accent, . a "
+        "rest, whole bars (e.g. 'X..x..x...x.X...'); written to OUTPUT/taps_I.mid and read as --input.",
+    )
     flags.DEFINE_string("output", None, "Output folder (default WORKDIR/samples/MODE).")
     flags.DEFINE_integer("num", 4, "Sequences to sample.")
     flags.DEFINE_float("temperature", 0.5, "Softmax temperature; near 0 is argmax.")

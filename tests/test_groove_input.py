@@ -2,6 +2,9 @@
 
 import dataclasses
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -12,13 +15,15 @@ from model_helpers import random_batch, tiny_spec, trained_workdir
 
 from configs import groovae
 from musicvae_jax import train
-from musicvae_jax.midi_io import write_midi
+from musicvae_jax.midi_io import read_midi, write_midi
 from musicvae_jax.models import groove_input
 from musicvae_jax.models.vae import MusicVAE, init_params
 from musicvae_jax.notes import Note, NoteSequence
-from musicvae_jax.sample import Generator, run, windows_of
+from musicvae_jax.representations.groove import taps_from_pattern
+from musicvae_jax.sample import Generator, run, windows_of, write_tap_files
 
 KEY = jax.random.key(0)
+REPO = Path(__file__).resolve().parents[1]
 KICK, SNARE, CLOSED_HH, OPEN_HH, RIDE = 0, 1, 2, 3, 8
 
 
@@ -155,10 +160,14 @@ def rhythm_file(path, notes: list[tuple[int, int, int]], is_drum: bool) -> str:
     return str(path)
 
 
-def test_a_tap_model_hears_a_rhythm_played_on_anything(tmp_path_factory):
+@pytest.fixture(scope="module")
+def tap_run(tmp_path_factory):
+    return trained_workdir(tmp_path_factory.mktemp("tap"), groovae, "tap,tiny", "groove_2bar")
+
+
+def test_a_tap_model_hears_a_rhythm_played_on_anything(tap_run, tmp_path_factory):
     """Taps on a piano, one pitch or many, encode as the same rhythm on drums does (loudest hit per step)."""
-    workdir = trained_workdir(tmp_path_factory.mktemp("tap"), groovae, "tap,tiny", "groove_2bar")
-    generator = Generator.restore(workdir)
+    generator = Generator.restore(tap_run)
     assert generator.spec.groove_input == "taps" and generator.reads_taps
     tmp = tmp_path_factory.mktemp("files")
     steps = [0, 4, 6, 8, 12, 16, 20, 22, 24, 28]
@@ -189,9 +198,65 @@ def test_a_tap_model_hears_a_rhythm_played_on_anything(tmp_path_factory):
     ]
 
 
-def test_a_model_of_drums_does_not_read_a_piano(tmp_path_factory):
-    workdir = trained_workdir(tmp_path_factory.mktemp("humanize"), groovae, "tiny", "groove_2bar", steps=1)
-    generator = Generator.restore(workdir)
+@pytest.fixture(scope="module")
+def humanize_run(tmp_path_factory):
+    return trained_workdir(tmp_path_factory.mktemp("humanize"), groovae, "tiny", "groove_2bar", steps=1)
+
+
+def test_a_model_of_drums_does_not_read_a_piano(humanize_run, tmp_path_factory):
+    generator = Generator.restore(humanize_run)
     piano = rhythm_file(tmp_path_factory.mktemp("files") / "piano.mid", [(0, 60, 100), (8, 60, 90)], is_drum=False)
     with pytest.raises(ValueError, match="no usable groove_2bar window"):
         windows_of(generator, piano)
+
+
+def test_typed_taps_are_16th_note_steps():
+    sequence = taps_from_pattern("X..x ..-. | x...x...")
+    assert sequence.total_steps == 16
+    assert [(n.start_step, n.velocity, n.pitch, n.is_drum) for n in sequence.notes] == [
+        (0, 120, 36, True),
+        (3, 80, 36, True),
+        (8, 80, 36, True),
+        (12, 80, 36, True),
+    ]
+    for pattern, message in [
+        ("x..o....x.......", r"'o' is not x \(tap\), X \(accent\) or \. \(rest\)"),
+        ("x...x...x...", "12 steps; give whole bars of 16"),
+        ("................", "with at least one tap"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            taps_from_pattern(pattern)
+
+
+def sample_cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "musicvae_jax.sample", *args], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_taps_typed_on_the_command_line(tap_run, tmp_path):
+    """--taps writes the rhythm as a MIDI file and reconstructs from it as from --input; other models refuse it."""
+    out = sample_cli(
+        f"--workdir={tap_run}",
+        "--mode=reconstruct",
+        "--temperature=0",
+        "--nopage",
+        f"--output={tmp_path}",
+        "--taps=X...x.X.X...x.X. X...x.X.X...x.X.",
+    )
+    assert out.returncode == 0, out.stderr
+    taps = read_midi(tmp_path / "taps_0.mid")
+    assert [n.start_step for n in taps.notes] == [s + b for b in (0, 16) for s in (0, 4, 6, 8, 12, 14)]
+    generator = Generator.restore(tap_run)
+    (expected,) = generator.decode(generator.encode(windows_of(generator, tmp_path / "taps_0.mid"))[0], 0, 0.0)
+    (made,) = generator.representation.windows(read_midi(tmp_path / "reconstruction_000.mid"))
+    np.testing.assert_array_equal(made["hits"], expected["hits"])
+    both = sample_cli(f"--workdir={tap_run}", "--mode=reconstruct", "--taps=x" + "." * 31, "--input=a.mid")
+    assert both.returncode == 2 and "give --input files or --taps rhythms, not both" in both.stderr
+
+
+def test_taps_need_a_tap_model(humanize_run, tmp_path):
+    generator = Generator.restore(humanize_run)
+    with pytest.raises(ValueError, match="--taps is for tap2drum models .* this one is groove_2bar reading hits"):
+        write_tap_files(generator, ["x" + "." * 15], tmp_path / "out")
+    assert not (tmp_path / "out").exists()

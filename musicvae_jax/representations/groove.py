@@ -86,6 +86,31 @@ def as_taps(sequence: NoteSequence) -> NoteSequence:
     return dataclasses.replace(sequence, notes=notes)
 
 
+TAP_VELOCITIES = {"x": 80, "X": 120}  # a tap, an accented tap
+
+
+def taps_from_pattern(pattern: str) -> NoteSequence:
+    """A rhythm typed one character per 16th-note step ("x" a tap, "X" an accent, "." or "-" a rest; spaces and
+    "|" are ignored), e.g. "X..x..x...x.X... X..x..x...x.X...", as kick hits: a tap model's input without a
+    MIDI file. Whole bars only, so the taps land where they were typed."""
+    steps = [c for c in pattern if c not in " |"]
+    wrong = sorted({c for c in steps if c not in TAP_VELOCITIES and c not in ".-"})
+    if wrong:
+        raise ValueError(f"--taps {pattern!r}: {', '.join(map(repr, wrong))} is not x (tap), X (accent) or . (rest)")
+    if not steps or len(steps) % STEPS_PER_BAR or not any(c in TAP_VELOCITIES for c in steps):
+        raise ValueError(
+            f"--taps {pattern!r}: {len(steps)} steps; give whole bars of {STEPS_PER_BAR} 16th-note steps "
+            "with at least one tap"
+        )
+    kick = TD11_DRUM_CLASS_PITCHES[0][0]
+    notes = [
+        Note(pitch=kick, velocity=TAP_VELOCITIES[c], start_step=i, end_step=i + 1, is_drum=True, instrument=9)
+        for i, c in enumerate(steps)
+        if c in TAP_VELOCITIES
+    ]
+    return NoteSequence(notes=notes, total_steps=len(steps))
+
+
 def _file_seed(source: str) -> int:
     return int.from_bytes(hashlib.sha1(source.encode()).digest()[:8], "little")
 
