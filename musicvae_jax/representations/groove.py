@@ -78,15 +78,15 @@ def arrays_to_notes(hits: np.ndarray, velocities: np.ndarray, offsets: np.ndarra
     return notes
 
 
+TAP_PITCH = TD11_DRUM_CLASS_PITCHES[0][0]  # taps are drawn and written as kick drum hits
+TAP_VELOCITIES = {"x": 80, "X": 120}  # a typed tap, an accented one
+
+
 def as_taps(sequence: NoteSequence) -> NoteSequence:
     """Every note of every instrument as a kick drum hit, for a tap2drum model's input: what was tapped on counts,
     not which key or drum."""
-    kick = TD11_DRUM_CLASS_PITCHES[0][0]
-    notes = [dataclasses.replace(n, pitch=kick, is_drum=True) for n in sequence.notes]
+    notes = [dataclasses.replace(n, pitch=TAP_PITCH, is_drum=True) for n in sequence.notes]
     return dataclasses.replace(sequence, notes=notes)
-
-
-TAP_VELOCITIES = {"x": 80, "X": 120}  # a tap, an accented tap
 
 
 def taps_from_pattern(pattern: str) -> NoteSequence:
@@ -102,9 +102,8 @@ def taps_from_pattern(pattern: str) -> NoteSequence:
             f"--taps {pattern!r}: {len(steps)} steps; give whole bars of {STEPS_PER_BAR} 16th-note steps "
             "with at least one tap"
         )
-    kick = TD11_DRUM_CLASS_PITCHES[0][0]
     notes = [
-        Note(pitch=kick, velocity=TAP_VELOCITIES[c], start_step=i, end_step=i + 1, is_drum=True, instrument=9)
+        Note(pitch=TAP_PITCH, velocity=TAP_VELOCITIES[c], start_step=i, end_step=i + 1, is_drum=True, instrument=9)
         for i, c in enumerate(steps)
         if c in TAP_VELOCITIES
     ]
