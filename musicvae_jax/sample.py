@@ -252,7 +252,12 @@ def write_tap_files(generator: Generator, patterns: Sequence[str], output: Path)
             f"this one is {generator.spec.representation}"
             + (f" reading {generator.spec.groove_input}" if generator.spec.representation.startswith("groove") else "")
         )
-    sequences = [taps_from_pattern(p) for p in patterns]
+    sequences = []
+    for pattern in patterns:
+        try:
+            sequences.append(taps_from_pattern(pattern))
+        except ValueError as e:
+            raise ValueError(f"--taps {pattern!r}: {e}") from None
     output_folder(output).mkdir(parents=True, exist_ok=True)
     paths = [output / f"taps_{i}.mid" for i in range(len(sequences))]
     for sequence, path in zip(sequences, paths, strict=True):

@@ -96,11 +96,10 @@ def taps_from_pattern(pattern: str) -> NoteSequence:
     steps = [c for c in pattern if c not in " |"]
     wrong = sorted({c for c in steps if c not in TAP_VELOCITIES and c not in ".-"})
     if wrong:
-        raise ValueError(f"--taps {pattern!r}: {', '.join(map(repr, wrong))} is not x (tap), X (accent) or . (rest)")
+        raise ValueError(f"{', '.join(map(repr, wrong))} is not x (tap), X (accent) or . (rest)")
     if not steps or len(steps) % STEPS_PER_BAR or not any(c in TAP_VELOCITIES for c in steps):
         raise ValueError(
-            f"--taps {pattern!r}: {len(steps)} steps; give whole bars of {STEPS_PER_BAR} 16th-note steps "
-            "with at least one tap"
+            f"{len(steps)} steps; give whole bars of {STEPS_PER_BAR} 16th-note steps with at least one tap"
         )
     notes = [
         Note(pitch=TAP_PITCH, velocity=TAP_VELOCITIES[c], start_step=i, end_step=i + 1, is_drum=True, instrument=9)
