@@ -92,8 +92,6 @@ def test_tiny_model_overfits_a_handful_of_real_examples(corpora, name, module, v
         (mel_2bar, "tiny", "model.compute_dtype", "float16", "config.model.compute_dtype must be"),
         (mel_2bar, "tiny", "model.dropout_keep", 0.0, "config.model.dropout_keep must be in (0, 1]"),
         (mel_2bar, "tiny", "model.groove_input", "hits", "config.model.groove_input applies to groove representations"),
-        (groovae, "tiny", "model.groove_input", "tap", "config.model.groove_input must be one of performance, hits"),
-        (groovae, "tiny", "model.groove_input", "without:hihat", "from kick, snare, closed_hihat, open_hihat"),
         (drums_2bar, "tiny", "model.groove_values_on_hits", True, "groove_values_on_hits applies to groove"),
         (mel_2bar, "tiny", "train.checkpoint_every", 0, "config.train.checkpoint_every must be >= 1"),
         (mel_2bar, "tiny", "seed", -1, "config.seed must be >= 0, got -1"),
