@@ -28,7 +28,6 @@ import numpy as np
 from tqdm import tqdm
 
 from musicvae_jax import input_pipeline, objectives
-from musicvae_jax.models.parts import GROOVE_HITS
 from musicvae_jax.models.vae import MusicVAE
 from musicvae_jax.representations.groove import DRUM_CLASS_NAMES
 from musicvae_jax.sample import Generator, data_dir_of, define_data_flags, restore_from_flags
@@ -49,12 +48,8 @@ def batch_sums(model: MusicVAE, params, batch: dict, rng: jax.Array) -> dict[str
         target = part.targets(batch)
         sums[f"teacher_forced/{part.name}"] = jnp.sum(part.step_correct(forced["raw"][part.name], target) * mask)
         if part.kind == "groove":
-            played, true = free[part.name][..., :GROOVE_HITS], target[..., :GROOVE_HITS]
-            free_right = jnp.all((played > 0.5) == (true > 0.5), axis=-1)
             sums.update(groove_sums(part.name, free[part.name], target, mask))
-        else:
-            free_right = free[part.name] == target
-        sums[f"free_running/{part.name}"] = jnp.sum(free_right * mask)
+        sums[f"free_running/{part.name}"] = jnp.sum(part.values_alike(free[part.name], target) * mask)
         sums[f"steps/{part.name}"] = jnp.sum(mask)
     return sums
 

@@ -32,16 +32,56 @@ AUDIO_HELP = (
 )
 
 
-def piano_roll(sequence: NoteSequence, path: Path, title: str = "") -> Path:
-    """Pitched notes above (one colour per instrument), drum hits by class below; bar lines dotted."""
+def _panels(sequence: NoteSequence) -> list[str]:
+    """Which panels a sequence's roll needs: pitched notes, drum hits, or both (pitched alone when empty)."""
+    pitched = any(not n.is_drum for n in sequence.notes)
+    drums = any(n.is_drum for n in sequence.notes)
+    return (["pitched"] if pitched or not drums else []) + (["drums"] if drums else [])
+
+
+def _draw(ax, sequence: NoteSequence, panel: str, colours, labels: bool = True) -> None:
+    """One panel: pitched notes as bars coloured by instrument, or drum hits by class (darker the louder)."""
+    if panel == "pitched":
+        pitched = [n for n in sequence.notes if not n.is_drum]
+        for n in pitched:
+            ax.broken_barh(
+                [(n.start_step, n.end_step - n.start_step)], (n.pitch - 0.4, 0.8), color=colours(n.instrument % 10)
+            )
+        if labels:
+            ax.set_ylabel("pitch")
+        if pitched:
+            ax.set_ylim(min(n.pitch for n in pitched) - 2, max(n.pitch for n in pitched) + 2)
+    else:
+        size = 4 if labels else 2
+        for n in sequence.notes:
+            if n.is_drum:
+                c = GM_PITCH_TO_CLASS.get(n.pitch, TD11_PITCH_TO_CLASS.get(n.pitch, 0))
+                alpha = 0.3 + 0.7 * min(n.velocity, 127) / 127
+                ax.plot(n.start_step + n.start_offset, c, "s", color="black", alpha=alpha, markersize=size)
+        if labels:
+            ax.set_yticks(range(len(GM_DRUM_CLASS_PITCHES)), DRUM_NAMES, fontsize=6)
+        ax.set_ylim(-0.5, len(GM_DRUM_CLASS_PITCHES) - 0.5)
+    ax.set_xlim(0, max(sequence.total_steps, 1))
+    for bar in range(0, sequence.total_steps + 1, STEPS_PER_BAR):
+        ax.axvline(bar, color="grey", linestyle=":", linewidth=0.6)
+    if not labels:
+        ax.set_xticks([])
+        ax.set_yticks([])
+
+
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    pitched = [n for n in sequence.notes if not n.is_drum]
-    drums = [n for n in sequence.notes if n.is_drum]
-    panels = (["pitched"] if pitched or not drums else []) + (["drums"] if drums else [])
+    return plt
+
+
+def piano_roll(sequence: NoteSequence, path: Path, title: str = "") -> Path:
+    """Pitched notes above (one colour per instrument), drum hits by class below; bar lines dotted."""
+    plt = _pyplot()
+    panels = _panels(sequence)
     fig, axes = plt.subplots(
         len(panels),
         1,
@@ -49,34 +89,36 @@ def piano_roll(sequence: NoteSequence, path: Path, title: str = "") -> Path:
         squeeze=False,
         gridspec_kw={"height_ratios": [2 if p == "pitched" else 1 for p in panels]},
     )
-    ax_iter = iter(axes[:, 0])
-    colours = plt.get_cmap("tab10")
-    if pitched or not drums:
-        ax = next(ax_iter)
-        for n in pitched:
-            ax.broken_barh(
-                [(n.start_step, n.end_step - n.start_step)], (n.pitch - 0.4, 0.8), color=colours(n.instrument % 10)
-            )
-        ax.set_ylabel("pitch")
-        if pitched:
-            ax.set_ylim(min(n.pitch for n in pitched) - 2, max(n.pitch for n in pitched) + 2)
-    if drums:
-        ax = next(ax_iter)
-        for n in drums:
-            c = GM_PITCH_TO_CLASS.get(n.pitch, TD11_PITCH_TO_CLASS.get(n.pitch, 0))
-            alpha = 0.3 + 0.7 * min(n.velocity, 127) / 127
-            ax.plot(n.start_step + n.start_offset, c, "s", color="black", alpha=alpha, markersize=4)
-        ax.set_yticks(range(len(GM_DRUM_CLASS_PITCHES)), DRUM_NAMES, fontsize=6)
-        ax.set_ylim(-0.5, len(GM_DRUM_CLASS_PITCHES) - 0.5)
-    for ax in axes[:, 0]:
-        ax.set_xlim(0, max(sequence.total_steps, 1))
-        for bar in range(0, sequence.total_steps + 1, STEPS_PER_BAR):
-            ax.axvline(bar, color="grey", linestyle=":", linewidth=0.6)
+    for ax, panel in zip(axes[:, 0], panels, strict=True):
+        _draw(ax, sequence, panel, plt.get_cmap("tab10"))
     axes[-1, 0].set_xlabel("16th-note step")
     if title:
         axes[0, 0].set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def piano_roll_grid(grid: list[list[NoteSequence]], path: Path, title: str = "") -> Path:
+    """Small piano rolls in rows and columns (an interpolation between four corners), the drum classes named on
+    the left."""
+    plt = _pyplot()
+    rows, cols = len(grid), len(grid[0])
+    panels = sorted({p for row in grid for seq in row for p in _panels(seq)}, reverse=True)  # pitched above drums
+    fig = plt.figure(figsize=(2.4 * cols, (0.4 + 0.8 * len(panels)) * rows))
+    cells = fig.add_gridspec(rows, cols, wspace=0.08, hspace=0.12)
+    for r, row in enumerate(grid):
+        for c, sequence in enumerate(row):
+            cell = cells[r, c].subgridspec(len(panels), 1, hspace=0)
+            for i, panel in enumerate(panels):
+                ax = fig.add_subplot(cell[i, 0])
+                _draw(ax, sequence, panel, plt.get_cmap("tab10"), labels=False)
+                if c == 0 and panel == "drums":  # the classes' names once per row
+                    ax.set_yticks(range(len(DRUM_NAMES)), DRUM_NAMES, fontsize=5)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.savefig(path, dpi=80, bbox_inches="tight")
     plt.close(fig)
     return path
 

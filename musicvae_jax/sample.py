@@ -1,8 +1,11 @@
-"""Generate from a trained checkpoint: sample, reconstruct, interpolate, encode, decode, attribute.
+"""Generate from a trained checkpoint: sample, reconstruct, similar, interpolate, encode, decode, attribute.
 
     python -m musicvae_jax.sample --workdir runs/demo --mode sample --num 8 --temperature 0.5
     python -m musicvae_jax.sample --workdir runs/demo --mode reconstruct --input song.mid
+    python -m musicvae_jax.sample --workdir runs/demo --mode similar --input song.mid --num 8 --similarity 0.8
     python -m musicvae_jax.sample --workdir runs/demo --mode interpolate --input a.mid --input b.mid --steps 7
+    python -m musicvae_jax.sample --workdir runs/demo --mode interpolate --input a.mid --input b.mid \
+        --input c.mid --input d.mid --steps 5
     python -m musicvae_jax.sample --workdir runs/demo --mode encode --input song.mid
     python -m musicvae_jax.sample --workdir runs/demo --mode decode --z runs/demo/samples/encode/mu.npy
     python -m musicvae_jax.sample --workdir runs/demo --mode attribute --attribute drums_hit_density --input song.mid
@@ -11,11 +14,14 @@
 The model and its config come from the checkpoint (the latest in
 `workdir/checkpoints`, or `--checkpoint DIR/checkpoints/STEP`). Output goes
 to `--output` (default `workdir/samples/MODE`): one MIDI file per sequence,
-plus one file with all of them in a row for reconstruct, interpolate,
-decode and attribute; encode writes mu.npy and sigma.npy, which decode reads
+plus one file with all of them in a row for reconstruct, similar,
+interpolate, decode and attribute; encode writes mu.npy and sigma.npy, which decode reads
 back (edited or not: any float array [N, z_size]). Attribute adds amounts
 (`--amounts`) of an attribute vector made by `musicvae_jax.attributes` to
-the z of the input's first window.
+the z of the input's first window. Similar decodes variations of the
+input's first window: z drawn from the prior, slerped towards its mu by
+`--similarity`. Interpolate with four inputs fills a grid whose corners are
+their first windows (top left, top right, bottom left, bottom right).
 """
 
 from __future__ import annotations
@@ -30,17 +36,16 @@ import numpy as np
 from ml_collections import ConfigDict
 from tqdm import tqdm
 
-from musicvae_jax import checkpoints, input_pipeline, remote, train
+from musicvae_jax import checkpoints, input_pipeline, remote, render, train
 from musicvae_jax.midi_io import MidiReadError, read_midi, write_midi
 from musicvae_jax.models import groove_input
 from musicvae_jax.models.parts import GROOVE_KEYS
 from musicvae_jax.models.vae import MusicVAE
 from musicvae_jax.notes import NoteSequence
-from musicvae_jax.render import write_page
 from musicvae_jax.representations import get_representation
 from musicvae_jax.representations.groove import as_taps, taps_from_pattern
 
-MODES = ("sample", "reconstruct", "interpolate", "encode", "decode", "attribute")
+MODES = ("sample", "reconstruct", "similar", "interpolate", "encode", "decode", "attribute")
 CHUNK = 64  # sequences per compiled call; longer jobs run chunk after chunk with a progress bar
 
 
@@ -195,6 +200,22 @@ def slerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
     return (np.sin((1 - t) * omega) * a + np.sin(t * omega) * b) / np.sin(omega)
 
 
+def similar_latents(mu: np.ndarray, similarity: float, prior: np.ndarray) -> np.ndarray:
+    """Variations of one latent vector: each prior draw [N, z_size] slerped towards `mu` (similarity 1: mu itself,
+    0: the draw)."""
+    return np.stack([slerp(mu, draw, 1.0 - similarity) for draw in prior]).astype(np.float32)
+
+
+def grid_latents(corners: Sequence[np.ndarray], steps: int) -> np.ndarray:
+    """[steps, steps, z_size]: the four corners (top left, top right, bottom left, bottom right) slerped along the
+    top and bottom edges, then down each column between them."""
+    top_left, top_right, bottom_left, bottom_right = corners
+    ts = np.linspace(0.0, 1.0, steps)
+    top = [slerp(top_left, top_right, t) for t in ts]
+    bottom = [slerp(bottom_left, bottom_right, t) for t in ts]
+    return np.array([[slerp(top[c], bottom[c], t) for c in range(steps)] for t in ts], np.float32)
+
+
 def load_latents(path: str | Path, z_size: int, flag: str = "--z") -> np.ndarray:
     """z vectors from a .npy file ([N, z_size], or one [z_size]) as float32, or an error naming the flag and file."""
     if not Path(path).is_file():
@@ -278,14 +299,14 @@ def in_a_row(sequences: Sequence[NoteSequence], steps: int) -> NoteSequence:
 def write_all(
     generator: Generator, groups: dict[str, list[dict]], output: Path, together: bool, page: bool = True
 ) -> list[Path]:
-    """MIDI per example of each group (file stem -> examples; and each group in a row if `together`), plus piano
-    rolls and index.html unless `page` is False."""
+    """MIDI per example of each group (file stem -> examples; and each group of more than one in a row if
+    `together`), plus piano rolls and index.html unless `page` is False."""
     output.mkdir(parents=True, exist_ok=True)
     paths, sequences = [], []
     for stem, examples in groups.items():
         group = [generator.to_notes(e) for e in examples]
         names = [f"{stem}_{i:03d}.mid" for i in range(len(group))]
-        if together:
+        if together and len(group) > 1:
             group.append(in_a_row(group, generator.representation.num_steps))
             names.append(f"{stem}_all.mid")
         for name, seq in zip(names, group, strict=True):
@@ -293,7 +314,7 @@ def write_all(
             write_midi(seq, paths[-1])
         sequences += group
     if page:
-        write_page(output, paths, sequences, f"{generator.representation.name}: {', '.join(groups)}")
+        render.write_page(output, paths, sequences, f"{generator.representation.name}: {', '.join(groups)}")
     return paths
 
 
@@ -312,6 +333,7 @@ def run(
     z_path: str | Path | None = None,
     attribute: str | Path | None = None,
     amounts: Sequence[float] = (-2.0, -1.0, 0.0, 1.0, 2.0),
+    similarity: float = 0.8,
     page: bool = True,
 ) -> list[Path]:
     """Does one mode's work and returns the files written (the MIDI files; with `page`, piano rolls and
@@ -343,13 +365,23 @@ def run(
         # The same draws at every amount, so the steps differ only by the vector.
         examples = generator.decode(z, seed, temperature, same_draws=True)
         return write_all(generator, {Path(attribute).stem: examples}, output, together=True, page=page)
-    if mode == "sample":
+    if mode in ("sample", "similar"):
         if num < 1:
             raise ValueError(f"--num must be >= 1, got {num}")
         z = np.random.default_rng(seed).standard_normal((num, generator.spec.z_size)).astype(np.float32) * z_scale
-        return write_all(
-            generator, {"sample": generator.decode(z, seed, temperature)}, output, together=False, page=page
-        )
+        if mode == "sample":
+            return write_all(
+                generator, {"sample": generator.decode(z, seed, temperature)}, output, together=False, page=page
+            )
+        if len(inputs) != 1:
+            raise ValueError("--mode similar takes exactly one --input")
+        if not 0.0 <= similarity <= 1.0:
+            raise ValueError(f"--similarity must be in [0, 1] (1: the input's own z), got {similarity}")
+        window = windows_of(generator, inputs[0])[:1]
+        z = similar_latents(generator.encode(window)[0][0], similarity, z)
+        # The window as the model read it comes first, to compare with.
+        groups = {"input": window, "similar": generator.decode(z, seed, temperature)}
+        return write_all(generator, groups, output, together=True, page=page)
     if mode in ("reconstruct", "encode"):
         if len(inputs) != 1:
             raise ValueError(f"--mode {mode} takes exactly one --input")
@@ -366,15 +398,28 @@ def run(
         groups = {"reconstruction": generator.decode(z, seed, temperature), "input": windows}
         return write_all(generator, groups, output, together=True, page=page)
     if mode == "interpolate":
-        if len(inputs) != 2:
-            raise ValueError("--mode interpolate takes two --input files")
+        if len(inputs) not in (2, 4):
+            raise ValueError(
+                "--mode interpolate takes two --input files (a path between them) or four (a grid between its "
+                f"corners: top left, top right, bottom left, bottom right), got {len(inputs)}"
+            )
         if steps < 2:
             raise ValueError(f"--steps must be >= 2, got {steps}")
         mus = [generator.encode(windows_of(generator, path)[:1])[0][0] for path in inputs]
-        z = np.stack([slerp(mus[0], mus[1], t) for t in np.linspace(0.0, 1.0, steps)]).astype(np.float32)
-        # The same draws at every step, so the path changes only with z.
-        examples = generator.decode(z, seed, temperature, same_draws=True)
-        return write_all(generator, {"interpolation": examples}, output, together=True, page=page)
+        if len(mus) == 2:
+            z = np.stack([slerp(mus[0], mus[1], t) for t in np.linspace(0.0, 1.0, steps)]).astype(np.float32)
+            # The same draws at every step, so the path changes only with z.
+            examples = generator.decode(z, seed, temperature, same_draws=True)
+            return write_all(generator, {"interpolation": examples}, output, together=True, page=page)
+        examples = generator.decode(grid_latents(mus, steps).reshape(steps * steps, -1), seed, temperature, True)
+        rows = {f"grid_row{r}": examples[r * steps : (r + 1) * steps] for r in range(steps)}
+        paths = write_all(generator, rows, output, together=True, page=page)
+        if page:
+            grid = [[generator.to_notes(e) for e in row] for row in rows.values()]
+            a, b, c, d = (Path(path).stem for path in inputs)
+            title = f"{generator.representation.name}: {a} to {b} (top row), {c} to {d} (bottom row)"
+            paths.append(render.piano_roll_grid(grid, output / "grid.png", title))
+        return paths
     raise ValueError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
 
 
@@ -452,6 +497,7 @@ def main(argv: Sequence[str]) -> None:
             z_path=FLAGS.z,
             attribute=attribute_path(workdir, FLAGS.attribute) if FLAGS.attribute else None,
             amounts=amounts_from(FLAGS.amounts),
+            similarity=FLAGS.similarity,
             page=FLAGS.page,
         )
     except (ValueError, FileNotFoundError) as e:
@@ -464,7 +510,9 @@ def _define_flags() -> None:
 
     define_checkpoint_flags()
     flags.DEFINE_enum("mode", "sample", MODES, "What to do.")
-    flags.DEFINE_multi_string("input", None, "MIDI file(s) for reconstruct, encode (one) and interpolate (two).")
+    flags.DEFINE_multi_string(
+        "input", None, "MIDI file(s): one for reconstruct, similar, encode and attribute; two or four to interpolate."
+    )
     flags.DEFINE_multi_string(
         "taps",
         None,
@@ -472,10 +520,13 @@ def _define_flags() -> None:
         "rest, whole bars (e.g. 'X..x..x...x.X...'); written to OUTPUT/taps_I.mid and read as --input.",
     )
     flags.DEFINE_string("output", None, "Output folder (default WORKDIR/samples/MODE).")
-    flags.DEFINE_integer("num", 4, "Sequences to sample.")
+    flags.DEFINE_integer("num", 4, "Sequences to sample (sample), or variations of the input (similar).")
     flags.DEFINE_float("temperature", 0.5, "Softmax temperature; near 0 is argmax.")
     flags.DEFINE_integer("seed", 0, "Seed for z and for sampling.")
-    flags.DEFINE_integer("steps", 5, "Interpolation steps, both ends included.")
+    flags.DEFINE_integer("steps", 5, "Interpolation steps, both ends included (with four inputs, per side).")
+    flags.DEFINE_float(
+        "similarity", 0.8, "For --mode similar: 1 decodes the input's own z, 0 draws from the prior ignoring it."
+    )
     flags.DEFINE_float("z_scale", 1.0, "Scale of z drawn from the prior.")
     flags.DEFINE_bool("use_sigma", False, "Reconstruct from a sample of q(z|x) instead of its mean.")
     flags.DEFINE_string("z", None, "For --mode decode: a .npy file of latent vectors [N, z_size] (encode's mu.npy).")

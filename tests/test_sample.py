@@ -13,7 +13,7 @@ from configs import drums_2bar, groovae, trio
 from musicvae_jax.midi_io import read_midi
 from musicvae_jax.representations.drums import GM_PITCH_TO_CLASS, drum_hits, drum_tokens
 from musicvae_jax.representations.melody import melody_tokens, monophonic, tokens_to_notes
-from musicvae_jax.sample import Generator, run, slerp, windows_of, write_all
+from musicvae_jax.sample import Generator, grid_latents, run, similar_latents, slerp, windows_of, write_all
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +92,66 @@ def test_interpolation_ends_reproduce_the_reconstructions(drums_run, tmp_path):
     assert len(path) == 5 and path[-1].name == "interpolation_all.mid"
     assert path[0].read_bytes() == recon_a[0].read_bytes()
     assert path[3].read_bytes() == recon_b[0].read_bytes()
+
+
+def first_window_reconstruction(generator, midi, output):
+    """The file's first window decoded from mu by argmax, as reconstruct writes it (without a page)."""
+    z = generator.encode(windows_of(generator, midi)[:1])[0]
+    return write_all(generator, {"r": generator.decode(z, 0, 0.0)}, output, together=False, page=False)[0]
+
+
+def test_similar_variations_run_from_the_input_to_plain_samples(drums_run, tmp_path):
+    midi = sorted((drums_run.parent / "midi").glob("*.mid"))
+    generator = Generator.restore(drums_run)
+    reconstruction = first_window_reconstruction(generator, midi[0], tmp_path / "r").read_bytes()
+    own = run(generator, "similar", tmp_path / "one", inputs=[str(midi[0])], num=3, similarity=1.0, temperature=0.0)
+    assert [p.name for p in own] == ["input_000.mid", *(f"similar_{i:03d}.mid" for i in range(3)), "similar_all.mid"]
+    assert [p.read_bytes() for p in own[1:4]] == [reconstruction] * 3
+    # At similarity 0 the input is ignored: the variations are what sample draws with the same seed.
+    kw = dict(num=3, temperature=0.0, seed=4, page=False)
+    unlike = run(generator, "similar", tmp_path / "zero", inputs=[str(midi[0])], similarity=0.0, **kw)
+    samples = run(generator, "sample", tmp_path / "sample", **kw)
+    assert [p.read_bytes() for p in unlike[1:4]] == [p.read_bytes() for p in samples]
+    rng = np.random.default_rng(0)
+    mu, prior = rng.standard_normal(8), rng.standard_normal((5, 8))
+    mu, prior = mu / np.linalg.norm(mu), prior / np.linalg.norm(prior, axis=1, keepdims=True)  # on one sphere
+    angles = [np.arccos(np.clip(z @ mu / np.linalg.norm(z), -1, 1)) for z in similar_latents(mu, 0.75, prior)]
+    expected = [0.25 * np.arccos(p @ mu) for p in prior]
+    np.testing.assert_allclose(angles, expected, rtol=1e-4)  # a quarter of the way from mu to each draw
+
+
+def test_four_inputs_interpolate_a_grid_between_their_reconstructions(drums_run, tmp_path):
+    midi = [str(m) for m in sorted((drums_run.parent / "midi").glob("*.mid"))[:4]]
+    generator = Generator.restore(drums_run)
+    corners = [first_window_reconstruction(generator, m, tmp_path / f"r{i}").read_bytes() for i, m in enumerate(midi)]
+    paths = run(generator, "interpolate", tmp_path / "grid", inputs=midi, steps=3, temperature=0.0)
+    names = [p.name for p in paths]
+    assert names[:4] == ["grid_row0_000.mid", "grid_row0_001.mid", "grid_row0_002.mid", "grid_row0_all.mid"]
+    assert len(names) == 3 * 4 + 1 and names[-1] == "grid.png"
+    assert paths[-1].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    cell = {(r, c): tmp_path / "grid" / f"grid_row{r}_{c:03d}.mid" for r in range(3) for c in range(3)}
+    assert [cell[rc].read_bytes() for rc in ((0, 0), (0, 2), (2, 0), (2, 2))] == corners
+    # The top edge is the two-file path between the top corners, decoded with the same draws.
+    path = run(generator, "interpolate", tmp_path / "top", inputs=midi[:2], steps=3, temperature=1.0, page=False)
+    grid = run(generator, "interpolate", tmp_path / "grid1", inputs=midi, steps=3, temperature=1.0, page=False)
+    assert [p.read_bytes() for p in path[:3]] == [p.read_bytes() for p in grid[:3]]
+    a, b, c, d = np.eye(4, dtype=np.float32)
+    z = grid_latents([a, b, c, d], 3)
+    np.testing.assert_allclose(z[1, 1], slerp(slerp(a, b, 0.5), slerp(c, d, 0.5), 0.5), rtol=1e-6)
+    np.testing.assert_allclose(z[:, 0], [a, slerp(a, c, 0.5), c], rtol=1e-6)
+
+
+def test_the_readmes_python_example_runs(trio_run, tmp_path, monkeypatch):
+    """README.md's "From Python" code, as printed, on a trio checkpoint (the demo's model) and a demo song."""
+    readme = (REPO / "README.md").read_text()
+    code = readme.split("### From Python", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    song = sorted((trio_run.parent / "midi").glob("*.mid"))[0]
+    assert '"runs/demo"' in code and '"song.mid"' in code
+    monkeypatch.chdir(tmp_path)
+    exec(code.replace('"runs/demo"', repr(str(trio_run))).replace('"song.mid"', repr(str(song))), {})
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"step_{i}.mid" for i in range(5)]
+    for path in tmp_path.iterdir():
+        read_midi(path)  # a MIDI file mido reads back
 
 
 def test_reconstruction_writes_the_windows_it_read_beside_it(drums_run, tmp_path):
@@ -227,8 +287,12 @@ def test_bad_requests_are_named(drums_run, tmp_path):
     melody_only = write_track_midi(tmp_path / "melody.mid", [note(0, steps(64), 60)])
     with pytest.raises(ValueError, match="melody.mid: no usable drums_2bar window"):
         run(generator, "reconstruct", tmp_path / "out", inputs=[str(melody_only)])
-    with pytest.raises(ValueError, match="--mode interpolate takes two --input files"):
-        run(generator, "interpolate", tmp_path / "out", inputs=[str(melody_only)])
+    with pytest.raises(ValueError, match="--mode interpolate takes two --input files .* or four .*, got 3"):
+        run(generator, "interpolate", tmp_path / "out", inputs=[str(melody_only)] * 3)
+    with pytest.raises(ValueError, match="--mode similar takes exactly one --input"):
+        run(generator, "similar", tmp_path / "out", inputs=[str(melody_only)] * 2)
+    with pytest.raises(ValueError, match=r"--similarity must be in \[0, 1\] .*got 1.5"):
+        run(generator, "similar", tmp_path / "out", inputs=[str(melody_only)], similarity=1.5)
     with pytest.raises(ValueError, match="--steps must be >= 2"):
         run(generator, "interpolate", tmp_path / "out", inputs=[str(melody_only)] * 2, steps=1)
     with pytest.raises(ValueError, match="--num must be >= 1, got 0"):
@@ -252,6 +316,7 @@ def test_cli_errors_are_one_line(drums_run, tmp_path):
         ([f"--workdir={empty}"], "no checkpoint"),
         ([f"--workdir={drums_run}", "--mode=wiggle"], "--mode"),
         ([f"--workdir={drums_run}", "--mode=reconstruct"], "exactly one --input"),
+        ([f"--workdir={drums_run}", "--mode=similar", "--similarity=2", "--input=a.mid"], "--similarity must be in"),
         ([f"--workdir={drums_run}", "--mode=decode", f"--z={tmp_path / 'none.npy'}"], "none.npy: no such file"),
     ]
     for args, message in cases:
@@ -317,6 +382,26 @@ def test_evaluate_equals_a_direct_computation(drums_run, tmp_path):
     assert result["accuracy"]["tokens"]["teacher_forced"] == pytest.approx(teacher, abs=1e-6)
     assert result["accuracy"]["tokens"]["free_running"] == pytest.approx(running, abs=1e-6)
     assert result["kl_bits"] == pytest.approx(result["kl"] / np.log(2))
+
+
+@pytest.mark.parametrize("run_fixture", ["drums_run", "groove_run"])
+def test_similar_curve_at_similarity_one_is_evaluates_free_running_accuracy(run_fixture, request):
+    """bench/similar_curve.py: at similarity 1 its variations are the reconstructions evaluate scores."""
+    sys.path.insert(0, str(REPO / "bench"))
+    from similar_curve import curve, read_windows
+
+    from musicvae_jax.evaluate import evaluate
+
+    run_dir = request.getfixturevalue(run_fixture)
+    generator = Generator.restore(run_dir)
+    (part,) = generator.spec.parts
+    result = evaluate(generator, run_dir.parent / "data", "eval", batch_size=3)
+    windows = read_windows(str(run_dir.parent / "data"), "eval", max_windows=1000)
+    assert len(windows["lengths"]) == result["examples"]
+    far, near, own = curve(generator, windows, [0.0, 0.9, 1.0], num=3, seed=0)
+    assert own["to_input"] == pytest.approx(result["accuracy"][part.name]["free_running"], abs=1e-6)
+    assert own["to_each_other"] == 1.0
+    assert 0.0 <= far["to_input"] <= 1.0 and 0.0 <= near["to_input"] <= 1.0
 
 
 def test_evaluate_names_bad_requests(drums_run, groove_run):

@@ -122,6 +122,13 @@ class Part:
             return jnp.all((raw[..., :GROOVE_HITS] > 0) == (hits > 0.5), axis=-1)
         return jnp.argmax(raw, axis=-1) == targets
 
+    def values_alike(self, values: jax.Array, other: jax.Array) -> jax.Array:
+        """[B, T] bool: two sequences of values (sampled or target) play the same token, or (groove) the same 9
+        hits, at each step."""
+        if self.kind == "groove":
+            return jnp.all((values[..., :GROOVE_HITS] > 0.5) == (other[..., :GROOVE_HITS] > 0.5), axis=-1)
+        return values == other
+
     def sample(
         self, raw: jax.Array, rng: jax.Array, temperature: float | jax.Array, same_draws: bool = False
     ) -> jax.Array:
