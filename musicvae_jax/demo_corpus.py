@@ -90,8 +90,8 @@ def _melody_phrase(rng: np.random.Generator, key: int, scale, chords, octave: in
     return events
 
 
-def make_song(seed: int, index: int, num_bars: int = 32) -> tuple[NoteSequence, float]:
-    """One demo song and its tempo (qpm)."""
+def make_song(seed: int, index: int, num_bars: int = 32) -> NoteSequence:
+    """One demo song, at a tempo of its own."""
     rng = np.random.default_rng([seed, index])
     key = int(rng.integers(0, 12))
     scale = MAJOR if rng.random() < 0.6 else MINOR
@@ -143,7 +143,7 @@ def make_song(seed: int, index: int, num_bars: int = 32) -> tuple[NoteSequence, 
                     instrument=0,
                 )
             )
-    return NoteSequence(notes=notes, total_steps=num_bars * STEPS_PER_BAR, qpm=qpm), qpm
+    return NoteSequence(notes=notes, total_steps=num_bars * STEPS_PER_BAR, qpm=qpm)
 
 
 def write_demo_corpus(output: str | Path, num_songs: int = 64, seed: int = 0) -> list[Path]:
@@ -155,8 +155,7 @@ def write_demo_corpus(output: str | Path, num_songs: int = 64, seed: int = 0) ->
     for index in range(num_songs):
         path = output / f"demo_song_{index:03d}.mid"
         if not path.exists():
-            song, qpm = make_song(seed, index, num_bars=24 + 8 * (index % 2))
-            write_midi(song, path, qpm=qpm)
+            write_midi(make_song(seed, index, num_bars=24 + 8 * (index % 2)), path)
         paths.append(path)
     return paths
 

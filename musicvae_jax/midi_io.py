@@ -17,7 +17,6 @@ from pathlib import Path
 import mido
 
 from musicvae_jax.notes import (
-    DEFAULT_QPM,
     STEPS_PER_QUARTER,
     Note,
     NoteSequence,
@@ -211,10 +210,11 @@ def read_midi(path: str | os.PathLike, limits: ReadLimits = DEFAULT_LIMITS) -> N
 def write_midi(
     sequence: NoteSequence,
     path: str | os.PathLike,
-    qpm: float = DEFAULT_QPM,
+    qpm: float | None = None,
     ticks_per_beat: int = 480,
 ) -> None:
-    """Writes notes (by their steps and offsets) as a type-1 MIDI file.
+    """Writes notes (by their steps and offsets) as a type-1 MIDI file, at `qpm` (default: the sequence's own
+    tempo, so a file read and written back keeps it).
 
     One track per instrument; drums on channel 10, pitched instruments on the
     other channels in order. An onset before time 0 (a negative offset on
@@ -224,7 +224,7 @@ def write_midi(
     ticks_per_step = ticks_per_beat / STEPS_PER_QUARTER
     midi = mido.MidiFile(type=1, ticks_per_beat=ticks_per_beat)
     meta = mido.MidiTrack()
-    meta.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(qpm), time=0))
+    meta.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(sequence.qpm if qpm is None else qpm), time=0))
     meta.append(mido.MetaMessage("time_signature", numerator=4, denominator=4, time=0))
     midi.tracks.append(meta)
     by_instrument: dict[int, list[Note]] = {}

@@ -15,9 +15,10 @@ The model and its config come from the checkpoint (the latest in
 `workdir/checkpoints`, or `--checkpoint DIR/checkpoints/STEP`). Output goes
 to `--output` (default `workdir/samples/MODE`): one MIDI file per sequence,
 plus one file with all of them in a row for reconstruct, similar,
-interpolate, decode and attribute; encode writes mu.npy and sigma.npy, which decode reads
-back (edited or not: any float array [N, z_size]). Attribute adds amounts
-(`--amounts`) of an attribute vector made by `musicvae_jax.attributes` to
+interpolate, decode and attribute, every file at the first input's tempo
+(or --qpm, 120 without either); encode writes mu.npy and sigma.npy, which
+decode reads back (edited or not: any float array [N, z_size]). Attribute
+adds amounts (`--amounts`) of an attribute vector made by `musicvae_jax.attributes` to
 the z of the input's first window. Similar decodes variations of the
 input's first window: z drawn from the prior, slerped towards its mu by
 `--similarity`. Interpolate with four inputs fills a grid whose corners are
@@ -41,7 +42,7 @@ from musicvae_jax.midi_io import MidiReadError, read_midi, write_midi
 from musicvae_jax.models import groove_input
 from musicvae_jax.models.parts import GROOVE_KEYS
 from musicvae_jax.models.vae import MusicVAE
-from musicvae_jax.notes import NoteSequence
+from musicvae_jax.notes import DEFAULT_QPM, NoteSequence
 from musicvae_jax.representations import get_representation
 from musicvae_jax.representations.groove import as_taps, taps_from_pattern
 
@@ -265,8 +266,9 @@ def output_folder(output: Path) -> Path:
     return output
 
 
-def write_tap_files(generator: Generator, patterns: Sequence[str], output: Path) -> list[str]:
-    """--taps: each typed rhythm as a MIDI file in the output folder (output/taps_I.mid), to read as --input."""
+def write_tap_files(generator: Generator, patterns: Sequence[str], output: Path, qpm: float | None = None) -> list[str]:
+    """--taps: each typed rhythm as a MIDI file in the output folder (output/taps_I.mid, at `qpm` or 120), to read
+    as --input."""
     if not generator.reads_taps:
         raise ValueError(
             f"--taps is for tap2drum models (config.model.groove_input taps or taps_fixed_velocity); "
@@ -282,8 +284,22 @@ def write_tap_files(generator: Generator, patterns: Sequence[str], output: Path)
     output_folder(output).mkdir(parents=True, exist_ok=True)
     paths = [output / f"taps_{i}.mid" for i in range(len(sequences))]
     for sequence, path in zip(sequences, paths, strict=True):
-        write_midi(sequence, path)
+        write_midi(sequence, path, qpm=DEFAULT_QPM if qpm is None else qpm)
     return [str(p) for p in paths]
+
+
+def tempo_of(inputs: Sequence[str], qpm: float | None) -> float:
+    """The tempo outputs are written at: --qpm, else the first --input's opening tempo, else 120."""
+    if qpm is not None:
+        if not (np.isfinite(qpm) and qpm > 0):
+            raise ValueError(f"--qpm must be a positive tempo in quarter notes per minute, got {qpm}")
+        return qpm
+    if not inputs:
+        return DEFAULT_QPM
+    try:
+        return read_midi(inputs[0]).qpm
+    except (MidiReadError, OSError):
+        return DEFAULT_QPM  # the mode's own reading names what is wrong with the file
 
 
 def in_a_row(sequences: Sequence[NoteSequence], steps: int) -> NoteSequence:
@@ -297,10 +313,15 @@ def in_a_row(sequences: Sequence[NoteSequence], steps: int) -> NoteSequence:
 
 
 def write_all(
-    generator: Generator, groups: dict[str, list[dict]], output: Path, together: bool, page: bool = True
+    generator: Generator,
+    groups: dict[str, list[dict]],
+    output: Path,
+    together: bool,
+    page: bool = True,
+    qpm: float = DEFAULT_QPM,
 ) -> list[Path]:
-    """MIDI per example of each group (file stem -> examples; and each group of more than one in a row if
-    `together`), plus piano rolls and index.html unless `page` is False."""
+    """MIDI at `qpm` per example of each group (file stem -> examples; and each group of more than one in a row
+    if `together`), plus piano rolls and index.html unless `page` is False."""
     output.mkdir(parents=True, exist_ok=True)
     paths, sequences = [], []
     for stem, examples in groups.items():
@@ -311,7 +332,7 @@ def write_all(
             names.append(f"{stem}_all.mid")
         for name, seq in zip(names, group, strict=True):
             paths.append(output / name)
-            write_midi(seq, paths[-1])
+            write_midi(seq, paths[-1], qpm=qpm)
         sequences += group
     if page:
         render.write_page(output, paths, sequences, f"{generator.representation.name}: {', '.join(groups)}")
@@ -334,11 +355,13 @@ def run(
     attribute: str | Path | None = None,
     amounts: Sequence[float] = (-2.0, -1.0, 0.0, 1.0, 2.0),
     similarity: float = 0.8,
+    qpm: float | None = None,
     page: bool = True,
 ) -> list[Path]:
-    """Does one mode's work and returns the files written (the MIDI files; with `page`, piano rolls and
-    index.html beside them)."""
+    """Does one mode's work and returns the files written (the MIDI files, at `tempo_of(inputs, qpm)`; with
+    `page`, piano rolls and index.html beside them)."""
     output_folder(output)
+    tempo = tempo_of(inputs, qpm)
     if temperature < 0:
         raise ValueError(f"--temperature must be >= 0 (near 0 is argmax), got {temperature}")
     if (z_path is not None) != (mode == "decode"):
@@ -348,7 +371,12 @@ def run(
             raise ValueError("--mode decode reads --z, not --input")
         z = load_latents(z_path, generator.spec.z_size)
         return write_all(
-            generator, {"decode": generator.decode(z, seed, temperature)}, output, together=len(z) > 1, page=page
+            generator,
+            {"decode": generator.decode(z, seed, temperature)},
+            output,
+            together=len(z) > 1,
+            page=page,
+            qpm=tempo,
         )
     if (attribute is not None) != (mode == "attribute"):
         raise ValueError("--mode attribute takes an --attribute vector; other modes take none")
@@ -364,14 +392,19 @@ def run(
         z = mu + np.asarray(amounts, np.float32)[:, None] * vector
         # The same draws at every amount, so the steps differ only by the vector.
         examples = generator.decode(z, seed, temperature, same_draws=True)
-        return write_all(generator, {Path(attribute).stem: examples}, output, together=True, page=page)
+        return write_all(generator, {Path(attribute).stem: examples}, output, together=True, page=page, qpm=tempo)
     if mode in ("sample", "similar"):
         if num < 1:
             raise ValueError(f"--num must be >= 1, got {num}")
         z = np.random.default_rng(seed).standard_normal((num, generator.spec.z_size)).astype(np.float32) * z_scale
         if mode == "sample":
             return write_all(
-                generator, {"sample": generator.decode(z, seed, temperature)}, output, together=False, page=page
+                generator,
+                {"sample": generator.decode(z, seed, temperature)},
+                output,
+                together=False,
+                page=page,
+                qpm=tempo,
             )
         if len(inputs) != 1:
             raise ValueError("--mode similar takes exactly one --input")
@@ -381,7 +414,7 @@ def run(
         z = similar_latents(generator.encode(window)[0][0], similarity, z)
         # The window as the model read it comes first, to compare with.
         groups = {"input": window, "similar": generator.decode(z, seed, temperature)}
-        return write_all(generator, groups, output, together=True, page=page)
+        return write_all(generator, groups, output, together=True, page=page, qpm=tempo)
     if mode in ("reconstruct", "encode"):
         if len(inputs) != 1:
             raise ValueError(f"--mode {mode} takes exactly one --input")
@@ -396,7 +429,7 @@ def run(
         z = mu + sigma * np.random.default_rng(seed).standard_normal(mu.shape).astype(np.float32) if use_sigma else mu
         # The windows as the model read them follow, to compare with.
         groups = {"reconstruction": generator.decode(z, seed, temperature), "input": windows}
-        return write_all(generator, groups, output, together=True, page=page)
+        return write_all(generator, groups, output, together=True, page=page, qpm=tempo)
     if mode == "interpolate":
         if len(inputs) not in (2, 4):
             raise ValueError(
@@ -410,10 +443,10 @@ def run(
             z = np.stack([slerp(mus[0], mus[1], t) for t in np.linspace(0.0, 1.0, steps)]).astype(np.float32)
             # The same draws at every step, so the path changes only with z.
             examples = generator.decode(z, seed, temperature, same_draws=True)
-            return write_all(generator, {"interpolation": examples}, output, together=True, page=page)
+            return write_all(generator, {"interpolation": examples}, output, together=True, page=page, qpm=tempo)
         examples = generator.decode(grid_latents(mus, steps).reshape(steps * steps, -1), seed, temperature, True)
         rows = {f"grid_row{r}": examples[r * steps : (r + 1) * steps] for r in range(steps)}
-        paths = write_all(generator, rows, output, together=True, page=page)
+        paths = write_all(generator, rows, output, together=True, page=page, qpm=tempo)
         if page:
             grid = [[generator.to_notes(e) for e in row] for row in rows.values()]
             a, b, c, d = (Path(path).stem for path in inputs)
@@ -482,7 +515,7 @@ def main(argv: Sequence[str]) -> None:
         output = Path(FLAGS.output) if FLAGS.output else workdir / "samples" / FLAGS.mode
         if FLAGS.taps and FLAGS.input:
             raise ValueError("give --input files or --taps rhythms, not both")
-        inputs = write_tap_files(generator, FLAGS.taps, output) if FLAGS.taps else FLAGS.input or ()
+        inputs = write_tap_files(generator, FLAGS.taps, output, FLAGS.qpm) if FLAGS.taps else FLAGS.input or ()
         paths = run(
             generator,
             FLAGS.mode,
@@ -498,6 +531,7 @@ def main(argv: Sequence[str]) -> None:
             attribute=attribute_path(workdir, FLAGS.attribute) if FLAGS.attribute else None,
             amounts=amounts_from(FLAGS.amounts),
             similarity=FLAGS.similarity,
+            qpm=FLAGS.qpm,
             page=FLAGS.page,
         )
     except (ValueError, FileNotFoundError) as e:
@@ -534,6 +568,9 @@ def _define_flags() -> None:
         "attribute",
         None,
         "For --mode attribute: a vector's name in WORKDIR/attributes (musicvae_jax.attributes) or .npy.",
+    )
+    flags.DEFINE_float(
+        "qpm", None, "Tempo of the MIDI written, quarter notes per minute (default: the first --input's, else 120)."
     )
     flags.DEFINE_bool("page", True, "Draw a piano roll of each file and write index.html (--nopage: MIDI only).")
     flags.DEFINE_list("amounts", ["-2", "-1", "0", "1", "2"], "For --mode attribute: multiples of the vector to add.")

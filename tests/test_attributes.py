@@ -12,6 +12,7 @@ from model_helpers import trained_workdir
 
 from configs import drums_2bar
 from musicvae_jax.attributes import attribute_vectors, compute, encode_split, measure
+from musicvae_jax.midi_io import read_midi
 from musicvae_jax.sample import Generator, amounts_from, run, windows_of, write_all
 
 
@@ -126,7 +127,8 @@ def test_sampling_with_an_attribute_vector(drums_run, tmp_path):
     assert [p.name for p in paths] == ["louder_000.mid", "louder_001.mid", "louder_002.mid", "louder_all.mid"]
     first = windows_of(generator, midi)[:1]
     zero = generator.decode(generator.encode(first)[0], 0, 0.5)
-    (direct,) = write_all(generator, {"r": zero}, tmp_path / "direct", together=False, page=False)
+    qpm = read_midi(midi).qpm  # the input's tempo
+    (direct,) = write_all(generator, {"r": zero}, tmp_path / "direct", together=False, page=False, qpm=qpm)
     assert paths[1].read_bytes() == direct.read_bytes()
     with pytest.raises(ValueError, match="--attribute .*: holds 2 vectors, not one"):
         np.save(tmp_path / "two.npy", np.ones((2, generator.spec.z_size), np.float32))

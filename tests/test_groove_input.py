@@ -230,7 +230,8 @@ def sample_cli(*args):
 
 
 def test_taps_typed_on_the_command_line(tap_run, tmp_path):
-    """--taps writes the rhythm as a MIDI file and reconstructs from it as from --input; other models refuse it."""
+    """--taps writes the rhythm as a MIDI file (at --qpm) and reconstructs from it as from --input; other models
+    refuse it."""
     out = sample_cli(
         f"--workdir={tap_run}",
         "--mode=reconstruct",
@@ -238,9 +239,11 @@ def test_taps_typed_on_the_command_line(tap_run, tmp_path):
         "--nopage",
         f"--output={tmp_path}",
         "--taps=X...x.X.X...x.X. X...x.X.X...x.X.",
+        "--qpm=90",
     )
     assert out.returncode == 0, out.stderr
     taps = read_midi(tmp_path / "taps_0.mid")
+    assert taps.qpm == pytest.approx(90.0) and read_midi(tmp_path / "reconstruction_000.mid").qpm == pytest.approx(90.0)
     assert [n.start_step for n in taps.notes] == [s + b for b in (0, 16) for s in (0, 4, 6, 8, 12, 14)]
     generator = Generator.restore(tap_run)
     (expected,) = generator.decode(generator.encode(windows_of(generator, tmp_path / "taps_0.mid"))[0], 0, 0.0)

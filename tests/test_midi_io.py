@@ -122,3 +122,5 @@ def test_write_then_read_keeps_steps_offsets_velocities_programs(tmp_path):
     want = sorted((n.pitch, n.velocity, n.start_step, n.end_step, n.program, n.is_drum, n.start_offset) for n in notes)
     assert got == want
     assert back.qpm == pytest.approx(100.0)
+    write_midi(back, tmp_path / "again.mid")  # without qpm: the sequence's own tempo
+    assert read_midi(tmp_path / "again.mid").qpm == pytest.approx(100.0)

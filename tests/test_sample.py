@@ -74,41 +74,35 @@ def test_rows_decoded_with_the_same_draws_sample_as_lone_decodes(run_fixture, re
             np.testing.assert_allclose(together[i][key], values, rtol=1e-5, atol=1e-6)
 
 
+def first_window_reconstruction(generator, midi, output, qpm):
+    """The file's first window decoded from mu by argmax, as reconstruct writes it at `qpm` (without a page)."""
+    z = generator.encode(windows_of(generator, midi)[:1])[0]
+    return write_all(generator, {"r": generator.decode(z, 0, 0.0)}, output, together=False, page=False, qpm=qpm)[0]
+
+
 def test_interpolation_ends_reproduce_the_reconstructions(drums_run, tmp_path):
     midi = sorted((drums_run.parent / "midi").glob("*.mid"))
     generator = Generator.restore(drums_run)
-    # Each file's first window reconstructed from mu as reconstruct does it, without its page's renders.
-    recon_a, recon_b = (
-        write_all(
-            generator,
-            {"r": generator.decode(generator.encode(windows_of(generator, m)[:1])[0], 0, 0.0)},
-            tmp_path / m.stem,
-            together=False,
-            page=False,
-        )
-        for m in midi[:2]
-    )
+    # Each file's first window reconstructed from mu as reconstruct does it, at the first file's tempo.
+    qpm = read_midi(midi[0]).qpm
+    recon_a, recon_b = (first_window_reconstruction(generator, m, tmp_path / m.stem, qpm) for m in midi[:2])
     path = run(generator, "interpolate", tmp_path / "i", inputs=[str(midi[0]), str(midi[1])], steps=4, temperature=0.0)
     assert len(path) == 5 and path[-1].name == "interpolation_all.mid"
-    assert path[0].read_bytes() == recon_a[0].read_bytes()
-    assert path[3].read_bytes() == recon_b[0].read_bytes()
-
-
-def first_window_reconstruction(generator, midi, output):
-    """The file's first window decoded from mu by argmax, as reconstruct writes it (without a page)."""
-    z = generator.encode(windows_of(generator, midi)[:1])[0]
-    return write_all(generator, {"r": generator.decode(z, 0, 0.0)}, output, together=False, page=False)[0]
+    assert path[0].read_bytes() == recon_a.read_bytes()
+    assert path[3].read_bytes() == recon_b.read_bytes()
 
 
 def test_similar_variations_run_from_the_input_to_plain_samples(drums_run, tmp_path):
     midi = sorted((drums_run.parent / "midi").glob("*.mid"))
     generator = Generator.restore(drums_run)
-    reconstruction = first_window_reconstruction(generator, midi[0], tmp_path / "r").read_bytes()
+    reconstruction = first_window_reconstruction(
+        generator, midi[0], tmp_path / "r", read_midi(midi[0]).qpm
+    ).read_bytes()
     own = run(generator, "similar", tmp_path / "one", inputs=[str(midi[0])], num=3, similarity=1.0, temperature=0.0)
     assert [p.name for p in own] == ["input_000.mid", *(f"similar_{i:03d}.mid" for i in range(3)), "similar_all.mid"]
     assert [p.read_bytes() for p in own[1:4]] == [reconstruction] * 3
     # At similarity 0 the input is ignored: the variations are what sample draws with the same seed.
-    kw = dict(num=3, temperature=0.0, seed=4, page=False)
+    kw = dict(num=3, temperature=0.0, seed=4, page=False, qpm=120.0)
     unlike = run(generator, "similar", tmp_path / "zero", inputs=[str(midi[0])], similarity=0.0, **kw)
     samples = run(generator, "sample", tmp_path / "sample", **kw)
     assert [p.read_bytes() for p in unlike[1:4]] == [p.read_bytes() for p in samples]
@@ -123,7 +117,9 @@ def test_similar_variations_run_from_the_input_to_plain_samples(drums_run, tmp_p
 def test_four_inputs_interpolate_a_grid_between_their_reconstructions(drums_run, tmp_path):
     midi = [str(m) for m in sorted((drums_run.parent / "midi").glob("*.mid"))[:4]]
     generator = Generator.restore(drums_run)
-    corners = [first_window_reconstruction(generator, m, tmp_path / f"r{i}").read_bytes() for i, m in enumerate(midi)]
+    qpm = read_midi(midi[0]).qpm  # every file plays at the first input's tempo
+    corners = [first_window_reconstruction(generator, m, tmp_path / f"r{i}", qpm) for i, m in enumerate(midi)]
+    corners = [c.read_bytes() for c in corners]
     paths = run(generator, "interpolate", tmp_path / "grid", inputs=midi, steps=3, temperature=0.0)
     names = [p.name for p in paths]
     assert names[:4] == ["grid_row0_000.mid", "grid_row0_001.mid", "grid_row0_002.mid", "grid_row0_all.mid"]
@@ -154,6 +150,22 @@ def test_the_readmes_python_example_runs(trio_run, tmp_path, monkeypatch):
         read_midi(path)  # a MIDI file mido reads back
 
 
+def test_outputs_play_at_the_inputs_tempo_or_the_one_asked_for(drums_run, tmp_path):
+    song = sorted((drums_run.parent / "midi").glob("*.mid"))[0]
+    song_qpm = read_midi(song).qpm
+    assert song_qpm != 120.0  # the demo songs have tempos of their own
+    generator = Generator.restore(drums_run)
+    kw = dict(inputs=[str(song)], temperature=0.0, page=False)
+    own = run(generator, "reconstruct", tmp_path / "own", **kw)
+    asked = run(generator, "similar", tmp_path / "asked", num=2, qpm=97.0, **kw)
+    sampled = run(generator, "sample", tmp_path / "sampled", num=1, page=False)
+    assert {round(read_midi(p).qpm, 3) for p in own} == {round(song_qpm, 3)}
+    assert {round(read_midi(p).qpm, 3) for p in asked} == {97.0}
+    assert read_midi(sampled[0]).qpm == pytest.approx(120.0)
+    with pytest.raises(ValueError, match="--qpm must be a positive tempo .*got 0"):
+        run(generator, "sample", tmp_path / "bad", qpm=0.0)
+
+
 def test_reconstruction_writes_the_windows_it_read_beside_it(drums_run, tmp_path):
     midi = sorted((drums_run.parent / "midi").glob("*.mid"))[0]
     generator = Generator.restore(drums_run)
@@ -162,7 +174,9 @@ def test_reconstruction_writes_the_windows_it_read_beside_it(drums_run, tmp_path
     n = len(windows)
     assert [p.name for p in paths[n + 1 :]] == [f"input_{i:03d}.mid" for i in range(n)] + ["input_all.mid"]
     decoded = generator.decode(generator.encode(windows)[0], 0, 0.0)  # from mu, at temperature 0
-    direct = write_all(generator, {"r": decoded}, tmp_path / "direct", together=False, page=False)
+    direct = write_all(
+        generator, {"r": decoded}, tmp_path / "direct", together=False, page=False, qpm=read_midi(midi).qpm
+    )
     assert [p.read_bytes() for p in paths[:n]] == [p.read_bytes() for p in direct]
     for window, path in zip(windows, paths[n + 1 : 2 * n + 1], strict=True):
         np.testing.assert_array_equal(
@@ -182,7 +196,7 @@ def test_encode_writes_latents_per_window(drums_run, tmp_path):
 
 
 def test_decode_reads_encoded_latents_back_into_the_reconstruction(drums_run, tmp_path):
-    """encode's mu.npy, decoded with reconstruct's seed and temperature, is its output file for file; one vector
+    """encode's mu.npy, decoded with reconstruct's seed, temperature and tempo, is its output file for file; one vector
     [z_size] decodes as a batch of one. Without a page (--nopage) only the MIDI files are written."""
     midi = sorted((drums_run.parent / "midi").glob("*.mid"))[0]
     generator = Generator.restore(drums_run)
@@ -191,7 +205,8 @@ def test_decode_reads_encoded_latents_back_into_the_reconstruction(drums_run, tm
     rebuilt = run(
         generator, "reconstruct", tmp_path / "rebuilt", inputs=[str(midi)], temperature=1.0, seed=3, page=False
     )
-    decoded = run(generator, "decode", tmp_path / "decode", z_path=mu, temperature=1.0, seed=3, page=False)
+    qpm = read_midi(midi).qpm  # decode has no input to take a tempo from
+    decoded = run(generator, "decode", tmp_path / "decode", z_path=mu, temperature=1.0, seed=3, page=False, qpm=qpm)
     n = len(np.load(mu))
     assert n > 1 and [p.name for p in decoded] == [f"decode_{i:03d}.mid" for i in range(n)] + ["decode_all.mid"]
     assert sorted(tmp_path.joinpath("decode").iterdir()) == sorted(decoded)
