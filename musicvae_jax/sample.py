@@ -269,6 +269,7 @@ def output_folder(output: Path) -> Path:
 def write_tap_files(generator: Generator, patterns: Sequence[str], output: Path, qpm: float | None = None) -> list[str]:
     """--taps: each typed rhythm as a MIDI file in the output folder (output/taps_I.mid, at `qpm` or 120), to read
     as --input."""
+    tempo = tempo_of((), qpm)  # a bad --qpm is named before anything is written
     if not generator.reads_taps:
         raise ValueError(
             f"--taps is for tap2drum models (config.model.groove_input taps or taps_fixed_velocity); "
@@ -284,7 +285,7 @@ def write_tap_files(generator: Generator, patterns: Sequence[str], output: Path,
     output_folder(output).mkdir(parents=True, exist_ok=True)
     paths = [output / f"taps_{i}.mid" for i in range(len(sequences))]
     for sequence, path in zip(sequences, paths, strict=True):
-        write_midi(sequence, path, qpm=DEFAULT_QPM if qpm is None else qpm)
+        write_midi(sequence, path, qpm=tempo)
     return [str(p) for p in paths]
 
 

@@ -251,6 +251,8 @@ def test_taps_typed_on_the_command_line(tap_run, tmp_path):
     np.testing.assert_array_equal(made["hits"], expected["hits"])
     both = sample_cli(f"--workdir={tap_run}", "--mode=reconstruct", "--taps=x" + "." * 31, "--input=a.mid")
     assert both.returncode == 2 and "give --input files or --taps rhythms, not both" in both.stderr
+    slow = sample_cli(f"--workdir={tap_run}", "--mode=reconstruct", "--taps=x" + "." * 31, "--qpm=0")
+    assert slow.returncode == 2 and "--qpm must be a positive tempo" in slow.stderr, slow.stderr
 
 
 def test_taps_need_a_tap_model(humanize_run, tmp_path):
