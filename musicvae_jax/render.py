@@ -136,10 +136,15 @@ def render_audio(midi: Path, wav: Path, soundfont: str) -> Path | None:
     return wav if result.returncode == 0 and wav.exists() else None
 
 
-def write_page(output: Path, midi_files: list[Path], sequences: list[NoteSequence], heading: str) -> Path:
-    """A piano roll per MIDI file, audio where possible, all on output/index.html."""
+def write_page(
+    output: Path, midi_files: list[Path], sequences: list[NoteSequence], heading: str, overview: Path | None = None
+) -> Path:
+    """A piano roll per MIDI file, audio where possible, all on output/index.html; `overview` (a picture of them
+    all, in output) comes first."""
     soundfont = find_soundfont() if shutil.which("fluidsynth") else None
     blocks = []
+    if overview is not None:
+        blocks.append(f'<section><img src="{html.escape(overview.name)}" alt="all of them in place"></section>')
     renders = tqdm(
         zip(midi_files, sequences, strict=True),
         total=len(midi_files),

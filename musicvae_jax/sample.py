@@ -320,9 +320,10 @@ def write_all(
     together: bool,
     page: bool = True,
     qpm: float = DEFAULT_QPM,
+    overview: Path | None = None,
 ) -> list[Path]:
     """MIDI at `qpm` per example of each group (file stem -> examples; and each group of more than one in a row
-    if `together`), plus piano rolls and index.html unless `page` is False."""
+    if `together`), plus piano rolls and index.html (`overview` first) unless `page` is False."""
     output.mkdir(parents=True, exist_ok=True)
     paths, sequences = [], []
     for stem, examples in groups.items():
@@ -336,7 +337,8 @@ def write_all(
             write_midi(seq, paths[-1], qpm=qpm)
         sequences += group
     if page:
-        render.write_page(output, paths, sequences, f"{generator.representation.name}: {', '.join(groups)}")
+        heading = f"{generator.representation.name}: {', '.join(groups)}"
+        render.write_page(output, paths, sequences, heading, overview)
     return paths
 
 
@@ -447,13 +449,14 @@ def run(
             return write_all(generator, {"interpolation": examples}, output, together=True, page=page, qpm=tempo)
         examples = generator.decode(grid_latents(mus, steps).reshape(steps * steps, -1), seed, temperature, True)
         rows = {f"grid_row{r}": examples[r * steps : (r + 1) * steps] for r in range(steps)}
-        paths = write_all(generator, rows, output, together=True, page=page, qpm=tempo)
-        if page:
-            grid = [[generator.to_notes(e) for e in row] for row in rows.values()]
-            a, b, c, d = (Path(path).stem for path in inputs)
-            title = f"{generator.representation.name}: {a} to {b} (top row), {c} to {d} (bottom row)"
-            paths.append(render.piano_roll_grid(grid, output / "grid.png", title))
-        return paths
+        if not page:
+            return write_all(generator, rows, output, together=True, page=False, qpm=tempo)
+        output.mkdir(parents=True, exist_ok=True)
+        a, b, c, d = (Path(path).stem for path in inputs)
+        title = f"{generator.representation.name}: {a} to {b} (top row), {c} to {d} (bottom row)"
+        grid = [[generator.to_notes(e) for e in row] for row in rows.values()]
+        overview = render.piano_roll_grid(grid, output / "grid.png", title)
+        return [*write_all(generator, rows, output, together=True, qpm=tempo, overview=overview), overview]
     raise ValueError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
 
 

@@ -125,6 +125,8 @@ def test_four_inputs_interpolate_a_grid_between_their_reconstructions(drums_run,
     assert names[:4] == ["grid_row0_000.mid", "grid_row0_001.mid", "grid_row0_002.mid", "grid_row0_all.mid"]
     assert len(names) == 3 * 4 + 1 and names[-1] == "grid.png"
     assert paths[-1].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = (tmp_path / "grid" / "index.html").read_text()
+    assert page.index('src="grid.png"') < page.index('src="grid_row0_000.png"')  # the overview first
     cell = {(r, c): tmp_path / "grid" / f"grid_row{r}_{c:03d}.mid" for r in range(3) for c in range(3)}
     assert [cell[rc].read_bytes() for rc in ((0, 0), (0, 2), (2, 0), (2, 2))] == corners
     # The top edge is the two-file path between the top corners, decoded with the same draws.
