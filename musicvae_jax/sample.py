@@ -373,14 +373,8 @@ def run(
         if inputs:
             raise ValueError("--mode decode reads --z, not --input")
         z = load_latents(z_path, generator.spec.z_size)
-        return write_all(
-            generator,
-            {"decode": generator.decode(z, seed, temperature)},
-            output,
-            together=len(z) > 1,
-            page=page,
-            qpm=tempo,
-        )
+        examples = generator.decode(z, seed, temperature)
+        return write_all(generator, {"decode": examples}, output, together=True, page=page, qpm=tempo)
     if (attribute is not None) != (mode == "attribute"):
         raise ValueError("--mode attribute takes an --attribute vector; other modes take none")
     if mode == "attribute":
