@@ -443,14 +443,15 @@ def run(
             return write_all(generator, {"interpolation": examples}, output, together=True, page=page, qpm=tempo)
         examples = generator.decode(grid_latents(mus, steps).reshape(steps * steps, -1), seed, temperature, True)
         rows = {f"grid_row{r}": examples[r * steps : (r + 1) * steps] for r in range(steps)}
-        if not page:
-            return write_all(generator, rows, output, together=True, page=False, qpm=tempo)
-        output.mkdir(parents=True, exist_ok=True)
-        a, b, c, d = (Path(path).stem for path in inputs)
-        title = f"{generator.representation.name}: {a} to {b} (top row), {c} to {d} (bottom row)"
-        grid = [[generator.to_notes(e) for e in row] for row in rows.values()]
-        overview = render.piano_roll_grid(grid, output / "grid.png", title)
-        return [*write_all(generator, rows, output, together=True, qpm=tempo, overview=overview), overview]
+        overview = None
+        if page:
+            output.mkdir(parents=True, exist_ok=True)
+            a, b, c, d = (Path(path).stem for path in inputs)
+            title = f"{generator.representation.name}: {a} to {b} (top row), {c} to {d} (bottom row)"
+            grid = [[generator.to_notes(e) for e in row] for row in rows.values()]
+            overview = render.piano_roll_grid(grid, output / "grid.png", title)
+        paths = write_all(generator, rows, output, together=True, page=page, qpm=tempo, overview=overview)
+        return paths + ([overview] if overview else [])
     raise ValueError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
 
 

@@ -81,3 +81,10 @@ def press_ctrl_c(process: subprocess.Popen, timeout: float, what: str, again_aft
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         raise AssertionError(f"{what} went on after Ctrl-C") from None
+
+
+def sample_cli(*args: str) -> subprocess.CompletedProcess:
+    """`python -m musicvae_jax.sample ARGS` from the repository, as a user types it; its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "musicvae_jax.sample", *args], cwd=REPO, capture_output=True, text=True, timeout=300
+    )

@@ -2,14 +2,12 @@
 
 import dataclasses
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import sample_cli
 from ml_collections import ConfigDict
 from model_helpers import random_batch, tiny_spec, trained_workdir
 
@@ -23,7 +21,6 @@ from musicvae_jax.representations.groove import taps_from_pattern
 from musicvae_jax.sample import Generator, run, windows_of, write_tap_files
 
 KEY = jax.random.key(0)
-REPO = Path(__file__).resolve().parents[1]
 KICK, SNARE, CLOSED_HH, OPEN_HH, RIDE = 0, 1, 2, 3, 8
 
 
@@ -221,12 +218,6 @@ def test_typed_taps_are_16th_note_steps():
     ]:
         with pytest.raises(ValueError, match=message):
             taps_from_pattern(pattern)
-
-
-def sample_cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "musicvae_jax.sample", *args], cwd=REPO, capture_output=True, text=True, timeout=300
-    )
 
 
 def test_taps_typed_on_the_command_line(tap_run, tmp_path):

@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 import pytest
-from helpers import REPO, press_ctrl_c, start_as_from_a_terminal
+from helpers import REPO, press_ctrl_c, sample_cli, start_as_from_a_terminal
 from model_helpers import trained_workdir
 
 from configs import drums_2bar, groovae, trio
@@ -322,11 +322,6 @@ def test_bad_requests_are_named(drums_run, tmp_path):
 
 
 def test_cli_errors_are_one_line(drums_run, tmp_path):
-    def sample(*args):
-        return subprocess.run(
-            [sys.executable, "-m", "musicvae_jax.sample", *args], cwd=REPO, capture_output=True, text=True, timeout=300
-        )
-
     empty = tmp_path / "empty"
     empty.mkdir()
     cases = [  # one per way a run can fail: restoring, absl's flags, the mode's own checks
@@ -337,10 +332,10 @@ def test_cli_errors_are_one_line(drums_run, tmp_path):
         ([f"--workdir={drums_run}", "--mode=decode", f"--z={tmp_path / 'none.npy'}"], "none.npy: no such file"),
     ]
     for args, message in cases:
-        result = sample(*args)
+        result = sample_cli(*args)
         assert result.returncode != 0 and message in result.stderr, (args, result.stderr)
         assert "Traceback" not in result.stderr
-    ok = sample(f"--workdir={drums_run}", "--num=2", "--compute_dtype=bfloat16", f"--output={tmp_path / 'out'}")
+    ok = sample_cli(f"--workdir={drums_run}", "--num=2", "--compute_dtype=bfloat16", f"--output={tmp_path / 'out'}")
     assert ok.returncode == 0, ok.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "index.html",
