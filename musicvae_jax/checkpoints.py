@@ -63,13 +63,20 @@ def abstract_like(tree: Any) -> Any:
 def restore(
     manager: ocp.CheckpointManager, step: int, state_like: Any, data: grain.DatasetIterator | None = None
 ) -> tuple[Any, dict]:
-    """(state, config dict) of the checkpoint at `step`; moves `data`, if given, to its saved position."""
+    """(state, config dict) of the checkpoint at `step`; moves `data`, if given, to its saved position (if it has
+    one)."""
     items = dict(state=ocp.args.StandardRestore(abstract_like(state_like)), config=ocp.args.JsonRestore())
-    if data is not None:
+    if data is not None and holds_data(manager, step):
         _check_data_written_for_this_run(manager, step)
         items["data"] = grain.checkpoint.CheckpointRestore(data)
     restored = manager.restore(step, args=ocp.args.Composite(**items))
     return restored["state"], restored["config"]
+
+
+def holds_data(manager: ocp.CheckpointManager, step: int) -> bool:
+    """Whether a checkpoint holds data positions: one imported from elsewhere (import_magenta) holds none,
+    and training from it starts the data at the beginning."""
+    return (manager.directory / str(step) / "data").exists()
 
 
 def _check_data_written_for_this_run(manager: ocp.CheckpointManager, step: int) -> None:

@@ -569,7 +569,10 @@ def train_and_evaluate(config: ConfigDict, workdir: str | Path, data_dir: str | 
             spec, checkpoints.restore_config(manager, start), f"checkpoint {start} in {manager.directory}"
         )
         state, _ = checkpoints.restore(manager, start, abstract_state(spec, tspec, replicated), train_iter)
-        logging.info("Resumed from the checkpoint at step %d", start)
+        if checkpoints.holds_data(manager, start):
+            logging.info("Resumed from the checkpoint at step %d", start)
+        else:
+            logging.info("Starting from the imported weights at step %d, the data from its beginning", start)
     start = int(start or 0)
 
     writer = MetricWriter(workdir, distributed.is_leader())

@@ -83,8 +83,13 @@ def press_ctrl_c(process: subprocess.Popen, timeout: float, what: str, again_aft
         raise AssertionError(f"{what} went on after Ctrl-C") from None
 
 
+def module_cli(module: str, *args: str) -> subprocess.CompletedProcess:
+    """`python -m MODULE ARGS` from the repository, as a user types it; its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=REPO, capture_output=True, text=True, timeout=300
+    )  # fmt: skip
+
+
 def sample_cli(*args: str) -> subprocess.CompletedProcess:
     """`python -m musicvae_jax.sample ARGS` from the repository, as a user types it; its output captured."""
-    return subprocess.run(
-        [sys.executable, "-m", "musicvae_jax.sample", *args], cwd=REPO, capture_output=True, text=True, timeout=300
-    )
+    return module_cli("musicvae_jax.sample", *args)

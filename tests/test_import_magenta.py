@@ -1,0 +1,170 @@
+"""Magenta checkpoints: TensorFlow's file format read without TensorFlow, and the weights computing what
+TensorFlow computed with them.
+
+The fixtures (tests/fixtures/magenta, written by make_fixtures.py with
+TensorFlow) are checkpoints in Magenta's variable layout, saved by
+TensorFlow's SaveV2 op, with the encoder's mu and sigma and the decoder's
+teacher-forced logits that TensorFlow's LSTMBlockCell op computed from them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import jax
+import numpy as np
+import pytest
+from helpers import REPO, module_cli, sample_cli
+
+from configs import drums_2bar, groovae, mel_2bar, mel_16bar, trio
+from musicvae_jax import train
+from musicvae_jax.import_magenta import MagentaCheckpoint, check_config_fits, magenta_params
+from musicvae_jax.models.vae import MusicVAE
+from musicvae_jax.tf_checkpoint import CheckpointError, _crc_bytes, crc32c, read_checkpoint
+
+FIXTURES = REPO / "tests" / "fixtures" / "magenta"
+# Each fixture's config and the sizes its weights have (make_fixtures.py), as command-line overrides.
+CASES = {
+    "mel_2bar": (mel_2bar, "configs/mel_2bar.py:tiny", ["(8,7)", "(6,5)", "()", "4"]),
+    "drums_2bar": (drums_2bar, "configs/drums_2bar.py:tiny", ["(8,)", "(6,)", "()", "4"]),
+    "mel_16bar": (mel_16bar, "configs/mel_16bar.py:tiny", ["(6,)", "(4,)", "(5,)", "4"]),
+    "groovae_2bar_humanize": (groovae, "configs/groovae.py:tiny", ["(8,)", "(6,)", "()", "4"]),
+    "groovae_2bar_tap": (groovae, "configs/groovae.py:tap,tiny", ["(8,)", "(6,)", "()", "4"]),
+    "trio_16bar": (trio, "configs/trio.py:tiny", ["(6,)", "(5,)", "(6,4)", "4"]),
+}
+FIELDS = ("encoder_sizes", "decoder_sizes", "conductor_sizes", "z_size")
+
+
+def fixture(name: str) -> str:
+    return str(FIXTURES / name / "model.ckpt-1234")
+
+
+def size_flags(name: str) -> list[str]:
+    return [f"--config.model.{field}={value}" for field, value in zip(FIELDS, CASES[name][2], strict=True)]
+
+
+def config_of(name: str):
+    module, path, values = CASES[name]
+    config = module.get_config(path.split(":")[1])
+    for field, value in zip(FIELDS, values, strict=True):
+        config.model[field] = eval(value)  # the same literals the command line gives
+    return config
+
+
+def test_reads_a_checkpoint_tensorflow_wrote():
+    variables = read_checkpoint(fixture("mel_2bar"))
+    assert variables["global_step"].dtype == np.int64 and int(variables["global_step"]) == 1234
+    kernel = variables["encoder/cell_1/bidirectional_rnn/bw/multi_rnn_cell/cell_0/lstm_cell/kernel"]
+    assert kernel.dtype == np.float32 and kernel.shape == (16 + 7, 4 * 7)
+    assert variables["encoder/mu/kernel/Adam"].shape == variables["encoder/mu/kernel"].shape
+    assert read_checkpoint(fixture("mel_2bar") + ".index").keys() == variables.keys()
+
+
+def test_crc32c():
+    assert crc32c(b"123456789") == 0xE3069283  # the standard check value of CRC-32C
+    data = np.random.default_rng(0).integers(0, 256, 100_003, dtype=np.uint8).tobytes()
+    assert crc32c(data) == _crc_bytes(0xFFFFFFFF, data) ^ 0xFFFFFFFF  # lanes joined == byte by byte
+
+
+@pytest.fixture
+def copied(tmp_path):
+    folder = tmp_path / "mel"
+    shutil.copytree(FIXTURES / "mel_2bar", folder)
+    return folder / "model.ckpt-1234"
+
+
+def test_a_corrupted_byte_is_named(copied):
+    data = copied.with_name(copied.name + ".data-00000-of-00001")
+    raw = bytearray(data.read_bytes())
+    raw[len(raw) // 2] ^= 0x10
+    data.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match=r"variable \S+'s bytes fail their CRC32C check"):
+        read_checkpoint(copied)
+
+
+def test_a_truncated_or_missing_data_file_is_named(copied):
+    data = copied.with_name(copied.name + ".data-00000-of-00001")
+    data.write_bytes(data.read_bytes()[:-100])
+    with pytest.raises(CheckpointError, match="truncated download"):
+        read_checkpoint(copied)
+    os.remove(data)
+    with pytest.raises(CheckpointError, match=r"is in \S+data-00000-of-00001, which does not exist"):
+        read_checkpoint(copied)
+
+
+def test_other_files_are_not_read_as_checkpoints(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        read_checkpoint(tmp_path / "model.ckpt")
+    (tmp_path / "model.ckpt.index").write_bytes(b"MThd" + bytes(60))
+    with pytest.raises(CheckpointError, match="not a TensorFlow checkpoint index"):
+        read_checkpoint(tmp_path / "model.ckpt")
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_the_imported_model_computes_what_tensorflow_computed(name):
+    spec = train.model_spec(config_of(name))
+    ckpt = MagentaCheckpoint(fixture(name))
+    check_config_fits(ckpt, spec, name)
+    expected = np.load(FIXTURES / name / "expected.npz")
+    if spec.parts[0].kind == "groove":
+        batch = {k: expected[k] for k in ("hits", "velocities", "offsets")}
+    else:
+        batch = {p.name: expected[f"tokens_{i}"] for i, p in enumerate(spec.parts)}
+    batch["lengths"] = np.full((len(expected["mu"]),), spec.num_steps, np.int32)
+    out = MusicVAE(spec).apply(
+        {"params": magenta_params(ckpt, spec)}, batch, jax.random.key(0), train=False, use_mean=True
+    )
+    np.testing.assert_allclose(out["mu"], expected["mu"], atol=2e-5)
+    np.testing.assert_allclose(out["sigma"], expected["sigma"], atol=2e-5)
+    for i, part in enumerate(spec.parts):
+        logits = np.asarray(out["raw"][part.name])[:, expected["kept_steps"]]
+        np.testing.assert_allclose(logits, expected[f"logits_{i}"], atol=2e-5, err_msg=part.name)
+
+
+def test_import_then_sample_from_the_command_line(tmp_path):
+    workdir = tmp_path / "trio"
+    config = CASES["trio_16bar"][1]
+    args = ["--magenta_checkpoint", fixture("trio_16bar"), "--config", config, "--workdir", str(workdir)]
+    wrong = module_cli("musicvae_jax.import_magenta", *args)
+    assert wrong.returncode == 2
+    assert "model.encoder_sizes is (64,) in configs/trio.py:tiny, (6,) in the checkpoint" in wrong.stderr
+    assert "model.conductor_sizes is (64,) in configs/trio.py:tiny, (6, 4) in the checkpoint" in wrong.stderr
+    assert not (workdir / "checkpoints").exists()
+
+    done = module_cli("musicvae_jax.import_magenta", *args, *size_flags("trio_16bar"))
+    assert done.returncode == 0, done.stderr
+    assert f"into {workdir / 'checkpoints' / '1234'}" in done.stdout
+    again = module_cli("musicvae_jax.import_magenta", *args, *size_flags("trio_16bar"))
+    assert again.returncode == 2 and "already holds checkpoints" in again.stderr
+
+    sampled = sample_cli("--workdir", str(workdir), "--mode", "sample", "--num", "2", "--output", str(tmp_path / "out"))
+    assert sampled.returncode == 0, sampled.stderr
+    assert len(list((tmp_path / "out").glob("*.mid"))) == 2
+
+
+def test_a_model_of_other_outputs_is_refused(tmp_path):
+    melody_as_drums = module_cli(
+        "musicvae_jax.import_magenta", "--magenta_checkpoint", fixture("mel_2bar"),
+        "--config", "configs/drums_2bar.py:tiny", *size_flags("mel_2bar"), "--workdir", str(tmp_path / "a"),
+    )  # fmt: skip
+    assert melody_as_drums.returncode == 2
+    assert "decodes [90] values per step, the config's representation drums_2bar [512]" in melody_as_drums.stderr
+
+
+def test_training_goes_on_from_imported_weights(tmp_path):
+    """Fine-tuning: the imported checkpoint holds no data position; training starts the data from the beginning,
+    at the checkpoint's step, from its weights."""
+    workdir, config = tmp_path / "mel", CASES["mel_2bar"][1]
+    flags = ["--config", config, *size_flags("mel_2bar"), "--workdir", str(workdir)]
+    assert (
+        module_cli("musicvae_jax.import_magenta", "--magenta_checkpoint", fixture("mel_2bar"), *flags).returncode == 0
+    )
+    run = module_cli(
+        "musicvae_jax.main", *flags, "--config.train.num_steps=1236", "--config.train.eval_every=2",
+        "--config.train.checkpoint_every=2", "--config.data.demo_songs=4",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "Starting from the imported weights at step 1234" in run.stderr
+    assert "steps 1234 -> 1236" in run.stdout
+    assert (workdir / "checkpoints" / "1236" / "data").is_dir()
