@@ -256,8 +256,7 @@ def import_checkpoint(magenta_prefix: str | Path, config: ConfigDict, workdir: s
     ckpt = MagentaCheckpoint(magenta_prefix)
     check_config_fits(ckpt, spec, config_name)
     params = jax.tree.map(jnp.asarray, magenta_params(ckpt, spec))
-    state = train.create_state(spec, tspec, jax.random.key(0))
-    state = state.replace(params=params, opt_state=state.tx.init(params), step=jnp.asarray(ckpt.step(), jnp.int32))
+    state = train.state_from_params(params, tspec, ckpt.step())
     manager = checkpoints.make_manager(workdir, max_to_keep=1, async_save=False)
     try:
         if manager.latest_step() is not None:

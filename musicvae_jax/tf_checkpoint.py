@@ -49,7 +49,7 @@ def index_path(prefix: str | Path) -> Path:
 
 
 def read_checkpoint(prefix: str | Path) -> dict[str, np.ndarray]:
-    """Every numeric variable of a checkpoint, by name (string variables are left out)."""
+    """Every numeric variable of a checkpoint, by name (string variables are left out); read-only arrays."""
     index = index_path(prefix)
     if not index.is_file():
         raise CheckpointError(f"no TensorFlow checkpoint at {prefix}: {index} does not exist")
@@ -78,7 +78,7 @@ def read_checkpoint(prefix: str | Path) -> dict[str, np.ndarray]:
             if not data.is_file():
                 raise CheckpointError(f"{index}: variable {name} is in {data}, which does not exist")
             shards[shard] = data.read_bytes()
-        raw = shards[shard][offset : offset + size]
+        raw = memoryview(shards[shard])[offset : offset + size]
         expected = int(np.prod(shape, dtype=np.int64)) * np.dtype(_DTYPES[dtype]).itemsize
         if len(raw) != size or size != expected:
             raise CheckpointError(
@@ -87,7 +87,7 @@ def read_checkpoint(prefix: str | Path) -> dict[str, np.ndarray]:
             )
         if 6 in entry and _unmask(int(entry[6][0])) != crc32c(raw):
             raise CheckpointError(f"{index}: variable {name}'s bytes fail their CRC32C check (a corrupted file?)")
-        variables[name] = np.frombuffer(raw, _DTYPES[dtype]).reshape(shape).copy()
+        variables[name] = np.frombuffer(raw, _DTYPES[dtype]).reshape(shape)
     return variables
 
 

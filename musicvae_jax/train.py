@@ -274,14 +274,17 @@ def example_batch(spec: ModelSpec, batch_size: int) -> dict[str, np.ndarray]:
 
 
 def create_state(spec: ModelSpec, train: TrainSpec, rng: jax.Array) -> train_state.TrainState:
-    model = MusicVAE(spec)
-    params = init_params(model, rng)["params"]
+    return state_from_params(init_params(MusicVAE(spec), rng)["params"], train)
+
+
+def state_from_params(params: Any, train: TrainSpec, step: int = 0) -> train_state.TrainState:
+    """A train state at `step` holding `params` and a fresh optimizer."""
     # No apply_fn: the steps take the model as an argument, and a bound method (compared by its instance's
     # identity) would give every state a tree structure of its own, which no jitted step could be reused for.
     tx = make_optimizer(train)
     return train_state.TrainState(
         # A strong int32 step, as a restored one is: a fresh run and a resumed one then run one compiled step.
-        step=jnp.zeros((), jnp.int32),
+        step=jnp.asarray(step, jnp.int32),
         apply_fn=None,
         params=params,
         tx=tx,
