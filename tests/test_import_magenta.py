@@ -9,7 +9,9 @@ teacher-forced logits that TensorFlow's LSTMBlockCell op computed from them.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 
 import jax
@@ -19,7 +21,14 @@ from helpers import REPO, module_cli, sample_cli
 
 from configs import drums_2bar, groovae, mel_2bar, mel_16bar, trio
 from musicvae_jax import train
-from musicvae_jax.import_magenta import MagentaCheckpoint, check_config_fits, magenta_params
+from musicvae_jax.export_magenta import magenta_js_converter, magenta_variables
+from musicvae_jax.import_magenta import (
+    ENCODER_CELL,
+    TAP_COLUMNS,
+    MagentaCheckpoint,
+    check_config_fits,
+    magenta_params,
+)
 from musicvae_jax.models.vae import MusicVAE
 from musicvae_jax.tf_checkpoint import CheckpointError, _crc_bytes, crc32c, read_checkpoint
 
@@ -168,3 +177,80 @@ def test_training_goes_on_from_imported_weights(tmp_path):
     assert "Starting from the imported weights at step 1234" in run.stderr
     assert "steps 1234 -> 1236" in run.stdout
     assert (workdir / "checkpoints" / "1236" / "data").is_dir()
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_export_gives_back_the_magenta_variables_imported(name):
+    """export_magenta's mapping is the inverse of the import's: the fixture's weights come back (the forget bias,
+    added and taken away again, within float32 rounding)."""
+    spec = train.model_spec(config_of(name))
+    ckpt = MagentaCheckpoint(fixture(name))
+    exported = magenta_variables(magenta_params(ckpt, spec), spec)
+    weights = {k: v.copy() for k, v in ckpt.variables.items() if k != "global_step" and not k.endswith("/Adam")}
+    if spec.parts[0].encoder_depth == 3:  # a tap model reads 3 of Magenta's 27 inputs: the others come back unread
+        for direction in ("fw", "bw"):
+            kernel = weights[ENCODER_CELL.format(layer=0, direction=direction) + "kernel"]
+            kernel[[c for c in range(27) if c not in TAP_COLUMNS]] = 0.0
+    assert exported.keys() == weights.keys()
+    for key, value in weights.items():
+        np.testing.assert_allclose(exported[key], value, atol=1e-6, err_msg=key)
+
+
+def test_export_for_magenta_js(tmp_path):
+    workdir, config = tmp_path / "drums", CASES["drums_2bar"][1]
+    flags = ["--config", config, *size_flags("drums_2bar"), "--workdir", str(workdir)]
+    assert (
+        module_cli("musicvae_jax.import_magenta", "--magenta_checkpoint", fixture("drums_2bar"), *flags).returncode == 0
+    )
+    done = module_cli("musicvae_jax.export_magenta", "--workdir", str(workdir), "--output", str(tmp_path / "web"))
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "web" / "config.json").read_text()) == {
+        "type": "MusicVAE",
+        "dataConverter": {"type": "DrumsConverter", "args": {"numSteps": 32}},
+    }
+    (group,) = json.loads((tmp_path / "web" / "weights_manifest.json").read_text())
+    data = b"".join((tmp_path / "web" / path).read_bytes() for path in group["paths"])
+    variables, offset = read_checkpoint(fixture("drums_2bar")), 0
+    for weight in group["weights"]:
+        size = int(np.prod(weight["shape"])) * 4
+        value = np.frombuffer(data[offset : offset + size], "<f4").reshape(weight["shape"])
+        np.testing.assert_allclose(value, variables[weight["name"]], atol=1e-6, err_msg=weight["name"])
+        offset += size
+    assert offset == len(data) and len(group["weights"]) == len(variables) - 2  # less global_step and the Adam slot
+
+    two_layers = tmp_path / "mel"
+    mel_flags = ["--config", CASES["mel_2bar"][1], *size_flags("mel_2bar"), "--workdir", str(two_layers)]
+    assert (
+        module_cli("musicvae_jax.import_magenta", "--magenta_checkpoint", fixture("mel_2bar"), *mel_flags).returncode
+        == 0
+    )
+    refused = module_cli("musicvae_jax.export_magenta", "--workdir", str(two_layers), "--output", str(tmp_path / "m"))
+    assert refused.returncode == 2
+    assert "magenta.js runs a one-layer bidirectional encoder; this model has 2 layers" in refused.stderr
+    assert not (tmp_path / "m").exists()
+
+
+def test_what_magenta_js_can_run():
+    def converter(module, variant, **model):
+        config = module.get_config(variant)
+        for field, value in model.items():
+            config.model[field] = value
+        return magenta_js_converter(train.model_spec(config))
+
+    assert converter(mel_2bar, "tiny") == {
+        "type": "MelodyConverter",
+        "args": {"numSteps": 32, "minPitch": 21, "maxPitch": 108},
+    }
+    assert converter(groovae, "tiny")["args"] == {"numSteps": 32, "humanize": True, "tapify": False}
+    assert converter(groovae, "4bar,tiny")["args"] == {"numSteps": 64, "humanize": False, "tapify": False}
+    assert converter(groovae, "tap_fixed_velocity,tiny")["args"] == {"numSteps": 32, "humanize": False, "tapify": True}
+    for variant, message in (
+        ("tap,tiny", "no input like config.model.groove_input='taps'"),
+        ("infill,tiny", "no input like config.model.groove_input='without:closed_hihat,open_hihat'"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            converter(groovae, variant)
+    with pytest.raises(ValueError, match="conductor only beside a hierarchical encoder"):
+        converter(trio, "tiny")
+    with pytest.raises(ValueError, match="one-layer bidirectional encoder; this model has 2 layers"):
+        converter(mel_16bar, "flat,tiny", encoder_sizes=(64, 64))
