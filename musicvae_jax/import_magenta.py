@@ -46,6 +46,9 @@ FORGET_BIAS = 1.0  # LSTMBlockCell's default, added to the forget gate's pre-act
 ENCODER_CELL = "encoder/cell_{layer}/bidirectional_rnn/{direction}/multi_rnn_cell/cell_0/lstm_cell/"
 DECODER_CELL = "multi_rnn_cell/cell_{layer}/lstm_cell/"
 CONDUCTOR = "decoder/hierarchical_level_0/"
+GROOVE_OFFSETS = slice(18, 27)  # [hits(9), velocities(9), offsets(9)]: the same layout in both
+MAGENTA_OFFSET_PER_OURS = -2.0
+TAP_COLUMNS = [3, 12, 21]  # Magenta's tapify: the taps' hit, velocity and offset on the open hi-hat (class 3)
 
 
 class MagentaCheckpoint:
@@ -114,11 +117,6 @@ def core_prefixes(ckpt: MagentaCheckpoint) -> list[str]:
     if not prefixes:
         raise CheckpointError(f"{ckpt.prefix}: a conductor but no bar decoder (core_decoder/...) variables")
     return prefixes
-
-
-GROOVE_OFFSETS = slice(18, 27)  # [hits(9), velocities(9), offsets(9)]: the same layout in both
-MAGENTA_OFFSET_PER_OURS = -2.0
-TAP_COLUMNS = [3, 12, 21]  # Magenta's tapify: the taps' hit, velocity and offset on the open hi-hat (class 3)
 
 
 def magenta_encoder_depth(spec: ModelSpec) -> int:

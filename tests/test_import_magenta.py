@@ -254,3 +254,18 @@ def test_what_magenta_js_can_run():
         converter(trio, "tiny")
     with pytest.raises(ValueError, match="one-layer bidirectional encoder; this model has 2 layers"):
         converter(mel_16bar, "flat,tiny", encoder_sizes=(64, 64))
+
+
+@pytest.mark.parametrize(
+    "variable, what",
+    [
+        ("decoder/nade/w_enc", "a NADE decoder"),
+        ("encoder/hierarchical_level_0/cell_0/bidirectional_rnn/fw/multi_rnn_cell/cell_0/lstm_cell/kernel",
+         "a hierarchical encoder"),
+    ],
+)  # fmt: skip
+def test_magentas_other_models_are_named(variable, what):
+    ckpt = MagentaCheckpoint(fixture("drums_2bar"))
+    ckpt.variables[variable] = np.zeros((2, 2), np.float32)
+    with pytest.raises(CheckpointError, match=f"{re.escape(what)}.*, which musicvae-jax does not model"):
+        check_config_fits(ckpt, train.model_spec(config_of("drums_2bar")), "drums")
