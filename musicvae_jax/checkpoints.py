@@ -28,17 +28,14 @@ def make_manager(workdir: str | Path, max_to_keep: int, async_save: bool = True)
 
 
 def save(
-    manager: ocp.CheckpointManager, step: int, state: Any, data: grain.DatasetIterator, config: ConfigDict
+    manager: ocp.CheckpointManager, step: int, state: Any, data: grain.DatasetIterator | None, config: ConfigDict
 ) -> None:
-    manager.save(
-        step,
-        args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state),
-            data=grain.checkpoint.CheckpointSave(data),
-            config=ocp.args.JsonSave(config.to_dict()),
-        ),
-        force=True,
-    )
+    """`data` None: a checkpoint without data positions (import_magenta's), from which training starts the data
+    at its beginning (`holds_data`)."""
+    items = dict(state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(config.to_dict()))
+    if data is not None:
+        items["data"] = grain.checkpoint.CheckpointSave(data)
+    manager.save(step, args=ocp.args.Composite(**items), force=True)
 
 
 def abstract_like(tree: Any) -> Any:

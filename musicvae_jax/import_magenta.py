@@ -35,7 +35,6 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 from ml_collections import ConfigDict
 
 from musicvae_jax import checkpoints, train
@@ -259,10 +258,7 @@ def import_checkpoint(magenta_prefix: str | Path, config: ConfigDict, workdir: s
     try:
         if manager.latest_step() is not None:
             raise FileExistsError(f"--workdir {workdir} already holds checkpoints; import into a new folder")
-        manager.save(
-            ckpt.step(),
-            args=ocp.args.Composite(state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(config.to_dict())),
-        )
+        checkpoints.save(manager, ckpt.step(), state, None, config)
         manager.wait_until_finished()
         return Path(manager.directory) / str(ckpt.step())
     finally:
