@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from musicvae_jax import input_pipeline
+from musicvae_jax import input_pipeline, render
 from musicvae_jax.representations import drums, melody
 from musicvae_jax.sample import CHUNK, Generator
 
@@ -224,11 +224,7 @@ def format_table(changes: dict[str, dict[str, float | None]]) -> str:
 
 def plot(changes: dict[str, dict[str, float | None]], path: Path, title: str) -> Path:
     """The check as a heatmap: a row per vector added, a column per attribute measured (blank: undefined)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = render.pyplot()
     rows, columns = list(changes), list(next(iter(changes.values())))
     grid = np.array([[np.nan if changes[r][c] is None else changes[r][c] for c in columns] for r in rows])
     limit = max(float(np.nanmax(np.abs(grid), initial=0.0)), 1e-6)

@@ -6,7 +6,12 @@ Per instrument: reconstruction accuracy with teacher forcing and with
 free-running decoding from the posterior mean (argmax), the two columns of
 the paper's Table 1; plus r_loss, KL (nats and bits) and the ELBO, with z
 sampled from q(z|x). Padding rows of the last batch do not count. Prints a
-table and writes JSON (default `workdir/eval_SPLIT_STEP.json`).
+table and writes JSON (default `workdir/eval_SPLIT.json`).
+
+Both accuracies are also given bar by bar and drawn (`eval_SPLIT.png`,
+other models' JSON beside with `--compare`): where a flat decoder loses its
+way over 16 bars, its free-running accuracy falls bar after bar, which a
+hierarchical decoder is built to prevent (the paper's section 3.2).
 
 GrooVAE parts add what humanizing is judged by, free-running from mu: hit
 precision and recall, and on the hits that both the model and the data play,
@@ -27,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from musicvae_jax import input_pipeline, objectives
+from musicvae_jax import input_pipeline, objectives, render
 from musicvae_jax.models.vae import MusicVAE
 from musicvae_jax.representations.groove import DRUM_CLASS_NAMES
 from musicvae_jax.sample import Generator, data_dir_of, define_data_flags, restore_from_flags
@@ -46,12 +51,18 @@ def batch_sums(model: MusicVAE, params, batch: dict, rng: jax.Array) -> dict[str
     sums = {"r_loss": jnp.sum(r_loss * weights), "kl": jnp.sum(kl * weights), "weight": jnp.sum(weights)}
     for part in spec.parts:
         target = part.targets(batch)
-        sums[f"teacher_forced/{part.name}"] = jnp.sum(part.step_correct(forced["raw"][part.name], target) * mask)
         if part.kind == "groove":
             sums.update(groove_sums(part.name, free[part.name], target, mask))
-        sums[f"free_running/{part.name}"] = jnp.sum(part.values_alike(free[part.name], target) * mask)
-        sums[f"steps/{part.name}"] = jnp.sum(mask)
+        correct = part.step_correct(forced["raw"][part.name], target)
+        sums[f"teacher_forced/{part.name}"] = bar_sums(correct * mask, spec.num_bars)
+        sums[f"free_running/{part.name}"] = bar_sums(part.values_alike(free[part.name], target) * mask, spec.num_bars)
+        sums[f"steps/{part.name}"] = bar_sums(jnp.broadcast_to(mask, correct.shape), spec.num_bars)
     return sums
+
+
+def bar_sums(values: jax.Array, num_bars: int) -> jax.Array:
+    """[B, T] -> [num_bars]: the sum over each bar's steps."""
+    return jnp.sum(values.reshape(values.shape[0], num_bars, -1), axis=(0, 2))
 
 
 def groove_sums(name: str, played: jax.Array, target: jax.Array, mask: jax.Array) -> dict[str, jax.Array]:
@@ -128,16 +139,28 @@ def evaluate(
     weight = max(float(totals.pop("weight", 0.0)), 1.0)
     result = {
         "split": split,
+        "step": generator.step,
         "examples": int(weight),
         "r_loss": totals["r_loss"] / weight,
         "kl": totals["kl"] / weight,
         "kl_bits": totals["kl"] / weight / math.log(2),
     }
     result["elbo"] = -(result["r_loss"] + result["kl"])
+    kinds = ("teacher_forced", "free_running")
     result["accuracy"] = {
         part.name: {
-            "teacher_forced": totals[f"teacher_forced/{part.name}"] / max(totals[f"steps/{part.name}"], 1.0),
-            "free_running": totals[f"free_running/{part.name}"] / max(totals[f"steps/{part.name}"], 1.0),
+            kind: float(np.sum(totals[f"{kind}/{part.name}"])) / max(float(np.sum(totals[f"steps/{part.name}"])), 1.0)
+            for kind in kinds
+        }
+        for part in generator.spec.parts
+    }
+    result["accuracy_by_bar"] = {  # null for a bar no example reaches
+        part.name: {
+            kind: [
+                float(c) / n if n else None
+                for c, n in zip(totals[f"{kind}/{part.name}"], totals[f"steps/{part.name}"], strict=True)
+            ]
+            for kind in kinds
         }
         for part in generator.spec.parts
     }
@@ -156,6 +179,13 @@ def format_table(result: dict) -> str:
     ]
     for name, acc in result["accuracy"].items():
         lines.append(f"| {name} | {acc['teacher_forced']:.3f} | {acc['free_running']:.3f} |")
+    num_bars = len(next(iter(result["accuracy_by_bar"].values()))["free_running"])
+    lines += ["", "| accuracy in bar | " + " | ".join(map(str, range(1, num_bars + 1))) + " |"]
+    lines.append("|---" * (num_bars + 1) + "|")
+    for name, by_bar in result["accuracy_by_bar"].items():
+        for kind, values in by_bar.items():
+            cells = ("-" if v is None else f"{v:.3f}" for v in values)
+            lines.append(f"| {name}, {kind.replace('_', '-')} | " + " | ".join(cells) + " |")
     for name, g in result.get("groove", {}).items():
         lines += [
             "",
@@ -175,6 +205,57 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def label_of(result: dict) -> str:
+    """A model's name in a plot: its workdir's name and checkpoint step."""
+    name = Path(result.get("workdir") or "model").name
+    return name if result.get("step") is None else f"{name} (step {result['step']})"
+
+
+def plot_by_bar(results: Sequence[dict], path: Path) -> Path:
+    """Accuracy bar by bar of one or more models' evaluations, a panel per part: free-running solid,
+    teacher-forced dashed, one colour per model."""
+    plt = render.pyplot()
+    parts = list(dict.fromkeys(name for r in results for name in r["accuracy_by_bar"]))
+    figure, panels = plt.subplots(1, len(parts), figsize=(5.5 * len(parts), 3.6), squeeze=False)
+    for axes, part in zip(panels[0], parts, strict=True):
+        for i, result in enumerate(results):
+            by_bar = result["accuracy_by_bar"].get(part)
+            if by_bar is None:
+                continue
+            for kind, style in (("free_running", "-"), ("teacher_forced", "--")):
+                values = [np.nan if v is None else v for v in by_bar[kind]]
+                bars = np.arange(1, len(values) + 1)
+                label = f"{label_of(result)}, {kind.replace('_', '-')}"
+                axes.plot(bars, values, style, color=f"C{i}", marker="o", markersize=3, label=label)
+        axes.set_title(f"{part}: accuracy in each bar ({results[0]['split']} split)", fontsize=9)
+        num_bars = max(len(r["accuracy_by_bar"][part]["free_running"]) for r in results if part in r["accuracy_by_bar"])
+        axes.set_xticks(range(1, num_bars + 1))
+        axes.set_xlabel("bar")
+        axes.set_ylabel("steps whose token is right")
+        axes.set_ylim(0.0, 1.0)
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize=7, loc="lower left")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def load_comparisons(paths: Sequence[str]) -> list[dict]:
+    """Other models' evaluations (JSON this command wrote) to draw beside this one; read before evaluating so a
+    wrong path fails at once."""
+    results = []
+    for path in paths:
+        try:
+            result = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as e:
+            raise ValueError(f"--compare {path}: not a readable evaluation JSON ({e})") from None
+        if not isinstance(result, dict) or "accuracy_by_bar" not in result:
+            raise ValueError(f"--compare {path}: no accuracy_by_bar (not written by this command, or by an older one)")
+        results.append(result)
+    return results
+
+
 def main(argv: Sequence[str]) -> None:
     from absl import flags
 
@@ -183,18 +264,21 @@ def main(argv: Sequence[str]) -> None:
     FLAGS = flags.FLAGS
     generator, workdir = restore_from_flags(argv)
     output = Path(FLAGS.output) if FLAGS.output else workdir / f"eval_{FLAGS.split}.json"
-    if output.is_dir():
-        fail(f"--output {output}: a folder; name the JSON file to write")
+    if output.is_dir() or output.suffix == ".png":
+        what = "a folder" if output.is_dir() else "the plot's name"
+        fail(f"--output {output}: {what}; name the JSON file to write (the plot goes beside it, .png)")
     try:
+        others = load_comparisons(FLAGS.compare or ())
         data_dir = data_dir_of(generator, workdir, FLAGS.data_path)
         batch_size = FLAGS.batch_size or generator.config.batch_size
         result = evaluate(generator, data_dir, FLAGS.split, batch_size, FLAGS.seed, FLAGS.max_batches)
     except (ValueError, FileNotFoundError) as e:
         fail(str(e))
+    result["workdir"] = str(workdir)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(result, indent=2) + "\n")
     print(format_table(result))
-    print(f"wrote {output}")
+    print(f"wrote {output} and {plot_by_bar([result, *others], output.with_suffix('.png'))}")
 
 
 def _define_flags() -> None:
@@ -204,7 +288,8 @@ def _define_flags() -> None:
     flags.DEFINE_integer("batch_size", 0, "Batch size (default: the config's).")
     flags.DEFINE_integer("max_batches", 0, "Stop after this many batches (0: the whole split).")
     flags.DEFINE_integer("seed", 0, "Seed for z sampled from q(z|x) in the ELBO.")
-    flags.DEFINE_string("output", None, "JSON output (default WORKDIR/eval_SPLIT.json).")
+    flags.DEFINE_string("output", None, "JSON output (default WORKDIR/eval_SPLIT.json); the plot goes beside, .png.")
+    flags.DEFINE_multi_string("compare", None, "Another model's evaluation JSON to draw beside this one (repeatable).")
 
 
 if __name__ == "__main__":

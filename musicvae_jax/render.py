@@ -69,7 +69,8 @@ def _draw(ax, sequence: NoteSequence, panel: str, colours, labels: bool = True) 
         ax.set_yticks([])
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib's pyplot drawing to files (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -80,7 +81,7 @@ def _pyplot():
 
 def piano_roll(sequence: NoteSequence, path: Path, title: str = "") -> Path:
     """Pitched notes above (one colour per instrument), drum hits by class below; bar lines dotted."""
-    plt = _pyplot()
+    plt = pyplot()
     panels = _panels(sequence)
     fig, axes = plt.subplots(
         len(panels),
@@ -103,7 +104,7 @@ def piano_roll(sequence: NoteSequence, path: Path, title: str = "") -> Path:
 def piano_roll_grid(grid: list[list[NoteSequence]], path: Path, title: str = "") -> Path:
     """Small piano rolls in rows and columns (an interpolation between four corners), the drum classes named on
     the left."""
-    plt = _pyplot()
+    plt = pyplot()
     rows, cols = len(grid), len(grid[0])
     panels = sorted({p for row in grid for seq in row for p in _panels(seq)}, reverse=True)  # pitched above drums
     fig = plt.figure(figsize=(2.4 * cols, (0.4 + 0.8 * len(panels)) * rows))

@@ -64,8 +64,9 @@ def _pad_rows(x: np.ndarray, rows: int) -> np.ndarray:
 class Generator:
     """A restored model with jitted encode and decode."""
 
-    def __init__(self, config: ConfigDict, params):
+    def __init__(self, config: ConfigDict, params, step: int | None = None):
         self.config = config
+        self.step = step  # the checkpoint's training step, where it came from one
         self.spec = train.model_spec(config)
         self.representation = get_representation(self.spec.representation)
         self.params = params
@@ -114,7 +115,7 @@ class Generator:
                 ) from None
         finally:
             manager.close()
-        return cls(config, state.params)
+        return cls(config, state.params, step)
 
     @property
     def reads_taps(self) -> bool:

@@ -356,12 +356,29 @@ def test_evaluate_cli_prints_the_table_and_writes_the_json(drums_run, tmp_path):
     folder = evaluate_cli(f"--output={tmp_path}")
     assert folder.returncode == 2 and "a folder; name the JSON file" in folder.stderr
     assert "Traceback" not in folder.stderr
+    plot = evaluate_cli(f"--output={tmp_path / 'eval.png'}")
+    assert plot.returncode == 2 and "the plot's name; name the JSON file" in plot.stderr
     output = tmp_path / "new" / "eval.json"
     ok = evaluate_cli(f"--output={output}", "--batch_size=3", f"--data_path={drums_run.parent / 'data'}")
     assert ok.returncode == 0, ok.stderr
     result = json.loads(output.read_text())
     assert f"| tokens | {result['accuracy']['tokens']['teacher_forced']:.3f} |" in ok.stdout
     assert f"eval: {result['examples']} examples, r_loss {result['r_loss']:.3f}" in ok.stdout
+    by_bar = result["accuracy_by_bar"]["tokens"]["free_running"]
+    assert f"| tokens, free-running | {by_bar[0]:.3f} | {by_bar[1]:.3f} |" in ok.stdout
+    assert result["workdir"] == str(drums_run) and result["step"] == Generator.restore(drums_run).step > 0
+    assert output.with_suffix(".png").read_bytes().startswith(b"\x89PNG")
+    data = f"--data_path={drums_run.parent / 'data'}"
+    compared = evaluate_cli(f"--output={tmp_path / 'again.json'}", f"--compare={output}", "--max_batches=1", data)
+    assert compared.returncode == 0, compared.stderr
+    assert (tmp_path / "again.png").stat().st_size > output.with_suffix(".png").stat().st_size  # two models drawn
+    for bad, message in (
+        (tmp_path / "none.json", "not a readable evaluation JSON"),
+        (drums_run.parent / "data" / "metadata.json", "no accuracy_by_bar"),
+    ):
+        failed = evaluate_cli(f"--output={tmp_path / 'x.json'}", f"--compare={bad}", data)
+        assert failed.returncode == 2 and f"--compare {bad}: {message}" in failed.stderr
+        assert not (tmp_path / "x.json").exists()
 
 
 def evaluated_and_direct(run_dir):
@@ -385,14 +402,23 @@ def evaluated_and_direct(run_dir):
     return result, batch, forced, free
 
 
-def test_evaluate_equals_a_direct_computation(drums_run, tmp_path):
-    result, batch, forced, free = evaluated_and_direct(drums_run)
-    tokens = batch["tokens"]
-    teacher = np.mean(np.argmax(np.asarray(forced["raw"]["tokens"]), -1) == tokens)
-    running = np.mean(np.asarray(free["tokens"]) == tokens)
-    assert result["examples"] == len(tokens)
-    assert result["accuracy"]["tokens"]["teacher_forced"] == pytest.approx(teacher, abs=1e-6)
-    assert result["accuracy"]["tokens"]["free_running"] == pytest.approx(running, abs=1e-6)
+@pytest.mark.parametrize("run_fixture", ["drums_run", "trio_run"])
+def test_evaluate_equals_a_direct_computation(run_fixture, request):
+    """Overall and bar by bar, per part: the flat 2-bar drums model and the hierarchical 16-bar trio."""
+    result, batch, forced, free = evaluated_and_direct(request.getfixturevalue(run_fixture))
+    parts = result["accuracy"]
+    assert set(result["accuracy_by_bar"]) == set(parts) and len(parts) == (3 if run_fixture == "trio_run" else 1)
+    for name in parts:
+        tokens = batch[name]
+        num_bars = tokens.shape[1] // 16
+        teacher = np.argmax(np.asarray(forced["raw"][name]), -1) == tokens
+        running = np.asarray(free[name]) == tokens
+        assert result["examples"] == len(tokens)
+        assert parts[name]["teacher_forced"] == pytest.approx(np.mean(teacher), abs=1e-6)
+        assert parts[name]["free_running"] == pytest.approx(np.mean(running), abs=1e-6)
+        for kind, correct in (("teacher_forced", teacher), ("free_running", running)):
+            by_bar = correct.reshape(len(tokens), num_bars, 16).mean(axis=(0, 2))
+            np.testing.assert_allclose(result["accuracy_by_bar"][name][kind], by_bar, atol=1e-6)
     assert result["kl_bits"] == pytest.approx(result["kl"] / np.log(2))
 
 
