@@ -331,6 +331,19 @@ def check_checkpoint_fits(spec: ModelSpec, saved_config: dict, where: str) -> No
     )
 
 
+def _elbo(outputs: dict, batch: dict, step: jax.Array, *, model: MusicVAE, spec: TrainSpec) -> tuple[jax.Array, dict]:
+    """The loss and its metrics under the run's KL settings, for the train and eval steps alike."""
+    return objectives.elbo(
+        model.spec.parts,
+        outputs,
+        batch,
+        step=step,
+        free_bits=spec.free_bits,
+        max_beta=spec.max_beta,
+        beta_rate=spec.beta_rate,
+    )
+
+
 def loss_and_grads(
     params: Any, batch: dict, rng: jax.Array, step: jax.Array, *, model: MusicVAE, spec: TrainSpec
 ) -> tuple[dict, Any]:
@@ -346,15 +359,7 @@ def loss_and_grads(
             scheduled_sampling=spec.scheduled_sampling,
             sampling_prob=sampling_prob,
         )
-        return objectives.elbo(
-            model.spec.parts,
-            outputs,
-            batch,
-            step=step,
-            free_bits=spec.free_bits,
-            max_beta=spec.max_beta,
-            beta_rate=spec.beta_rate,
-        )
+        return _elbo(outputs, batch, step, model=model, spec=spec)
 
     (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     metrics["sampling_prob"] = sampling_prob if spec.scheduled_sampling else jnp.zeros(())
@@ -390,15 +395,7 @@ def train_step(
 def eval_step(params: Any, batch: dict, rng: jax.Array, step: jax.Array, *, model: MusicVAE, spec: TrainSpec) -> dict:
     """Teacher-forced metrics of one batch, plus its total weight for averaging."""
     outputs = model.apply({"params": params}, batch, rng, train=False)
-    _, metrics = objectives.elbo(
-        model.spec.parts,
-        outputs,
-        batch,
-        step=step,
-        free_bits=spec.free_bits,
-        max_beta=spec.max_beta,
-        beta_rate=spec.beta_rate,
-    )
+    _, metrics = _elbo(outputs, batch, step, model=model, spec=spec)
     metrics["weight"] = jnp.sum(batch["weights"])
     return metrics
 
