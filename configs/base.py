@@ -69,7 +69,7 @@ def get_base_config() -> ConfigDict:
     config.train.sampling_rate = 0.0  # constant probability, or k of the inverse sigmoid
     config.train.log_every = 100
     config.train.eval_every = 1000
-    config.train.eval_batches = 20  # 0: the whole eval split
+    config.train.eval_batches = 20  # a fixed sample of the eval split, the same each time; 0: the whole split
     config.train.checkpoint_every = 1000
     config.train.max_to_keep = 3
     return config

@@ -116,7 +116,7 @@ def groove_metrics(totals: dict[str, float], name: str) -> dict[str, float]:
 def evaluate(
     generator: Generator, data_dir: str | Path, split: str, batch_size: int, seed: int = 0, max_batches: int = 0
 ) -> dict:
-    """Metrics over the split (or its first `max_batches` batches)."""
+    """Metrics over the split (or `max_batches` batches of it, a fixed sample drawn from all of it)."""
     if batch_size < 1 or max_batches < 0:
         raise ValueError(f"--batch_size must be >= 1 and --max_batches >= 0, got {batch_size} and {max_batches}")
     metadata = input_pipeline.load_metadata(data_dir)
@@ -126,7 +126,9 @@ def evaluate(
     model = MusicVAE(generator.spec)
     step_fn = jax.jit(lambda p, b, r: batch_sums(model, p, b, r))
     totals: dict[str, float] = {}
-    iterator = input_pipeline.make_iterator(data_dir, split, global_batch_size=batch_size, train=False)
+    iterator = input_pipeline.make_iterator(
+        data_dir, split, global_batch_size=batch_size, train=False, shuffled=bool(max_batches)
+    )
     examples = metadata["splits"][split]["examples"]
     total = -(-examples // batch_size)
     total = min(total, max_batches) if max_batches else total
@@ -286,7 +288,9 @@ def _define_flags() -> None:
 
     define_data_flags("eval", "Split of the converted data.")
     flags.DEFINE_integer("batch_size", 0, "Batch size (default: the config's).")
-    flags.DEFINE_integer("max_batches", 0, "Stop after this many batches (0: the whole split).")
+    flags.DEFINE_integer(
+        "max_batches", 0, "Evaluate this many batches, a fixed sample of the split (0: the whole split)."
+    )
     flags.DEFINE_integer("seed", 0, "Seed for z sampled from q(z|x) in the ELBO.")
     flags.DEFINE_string("output", None, "JSON output (default WORKDIR/eval_SPLIT.json); the plot goes beside, .png.")
     flags.DEFINE_multi_string("compare", None, "Another model's evaluation JSON to draw beside this one (repeatable).")

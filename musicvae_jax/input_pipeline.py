@@ -115,8 +115,9 @@ class _BatchIndices(grain.MapDataset):
     """Element b: the record indices of this process's rows of global batch b.
 
     Training walks an endless run of epochs, each a fresh permutation of the
-    split drawn from (seed, epoch); eval walks the split once in order, and
-    -1 marks the padding rows of its last batch. Global batch b is positions
+    split drawn from (seed, epoch); eval walks the split once, in order or
+    (`shuffled`) in the permutation of epoch 0, and -1 marks the padding
+    rows of its last batch. Global batch b is positions
     [b*G, (b+1)*G) of that run, and process p takes the p-th block of G/P.
     A whole batch of indices at a time keeps Grain's per-element cost out of
     the loader's per-example cost.
@@ -131,9 +132,11 @@ class _BatchIndices(grain.MapDataset):
         *,
         train: bool,
         seed: int,
+        shuffled: bool = False,
     ):
         super().__init__()
         self._num_records, self._global, self._train, self._seed = num_records, global_batch_size, train, seed
+        self._shuffled = shuffled
         self._local = global_batch_size // process_count
         self._offset = process_index * self._local
         self._length = sys.maxsize if train else -(-num_records // global_batch_size)
@@ -154,7 +157,10 @@ class _BatchIndices(grain.MapDataset):
             return self.slice(index)
         positions = index * self._global + self._offset + np.arange(self._local)
         if not self._train:
-            return np.where(positions < self._num_records, positions, -1)
+            inside = positions < self._num_records
+            if self._shuffled:
+                positions = self._permutation(0)[np.where(inside, positions, 0)]
+            return np.where(inside, positions, -1)
         epochs, within = np.divmod(positions, self._num_records)
         indices = np.empty_like(positions)
         for epoch in np.unique(epochs):
@@ -256,8 +262,14 @@ def make_dataset(
     process_count: int = 1,
     transpose_range: tuple[int, int] = (0, 0),
     cache_mb: float = 0,
+    shuffled: bool = False,
 ) -> grain.MapDataset:
     """The Grain pipeline for one process's share of a split: element b is its rows of global batch b.
+
+    An eval pass (`train` False) reads the split once, in stored order, or
+    with `shuffled` in a fixed order drawn from `seed`: then its first
+    batches, where a caller stops early, are a sample of the whole split
+    rather than of its first files (shards hold files' windows together).
 
     A training split whose records take at most `cache_mb` MB as stored is
     kept in memory after each record's first read (in every process and
@@ -276,7 +288,9 @@ def make_dataset(
     source = grain.sources.ArrayRecordDataSource(shard_paths(data_dir, split, metadata))
     if len(source) == 0:
         raise ValueError(f"{data_dir}: split {split!r} has no examples")
-    ds = _BatchIndices(len(source), global_batch_size, process_index, process_count, train=train, seed=seed)
+    ds = _BatchIndices(
+        len(source), global_batch_size, process_index, process_count, train=train, seed=seed, shuffled=shuffled
+    )
     split_bytes = record_bytes(metadata["fields"]) * len(source)
     cache = train and split_bytes <= cache_mb * 2**20
     if cache:

@@ -484,12 +484,17 @@ def _accuracy_text(metrics: dict[str, float]) -> str:
 
 
 def evaluate(p_eval, state, config: ConfigDict, data_dir: Path, mesh, rng: jax.Array) -> dict[str, float]:
-    """Weighted means of the eval metrics over `eval_batches` batches (0: the whole split)."""
+    """Weighted means of the eval metrics over `eval_batches` batches (0: the whole split).
+
+    A partial pass reads the same fixed sample of the split at every
+    evaluation, drawn from all of it, so its curve follows the whole split's.
+    """
     iterator = input_pipeline.make_iterator(
         data_dir,
         config.data.eval_split,
         global_batch_size=config.batch_size,
         train=False,
+        shuffled=bool(config.train.eval_batches),
         process_index=jax.process_index(),
         process_count=jax.process_count(),
     )

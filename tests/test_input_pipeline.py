@@ -126,6 +126,25 @@ def test_a_process_whose_share_is_all_padding_yields_rows_of_weight_zero(data):
     assert not second[0]["weights"].any() and not second[0]["tokens"].any()
 
 
+def test_a_shuffled_eval_pass_reads_the_split_once_in_a_fixed_sample_order(data):
+    """What a partial eval reads first is drawn from the whole split, the same at every evaluation."""
+
+    def rows(**kwargs):
+        batches = list(make_iterator(data["melody_2bar"], "eval", global_batch_size=12, train=False, **kwargs))
+        return [b["tokens"][i].tobytes() for b in batches for i in range(len(b["weights"])) if b["weights"][i]], batches
+
+    stored, _ = rows()
+    shuffled, batches = rows(shuffled=True)
+    assert sorted(shuffled) == sorted(stored) and shuffled != stored  # every record once, in another order
+    assert rows(shuffled=True)[0] == shuffled
+    assert (
+        0 < batches[-1]["weights"].sum() < 12 and not batches[-1]["tokens"][int(batches[-1]["weights"].sum()) :].any()
+    )
+    halves = [rows(shuffled=True, process_index=p, process_count=2)[1] for p in range(2)]
+    for b, whole in enumerate(batches):
+        np.testing.assert_array_equal(np.concatenate([h[b]["tokens"] for h in halves]), whole["tokens"])
+
+
 def test_eval_pass_pads_the_last_batch(data):
     batches = list(make_iterator(data["groove_2bar"], "eval", global_batch_size=64, train=False))
     assert all(b["hits"].shape[0] == 64 for b in batches)
