@@ -137,8 +137,9 @@ def validate_config(config: ConfigDict) -> None:
         )
     if m.get("compute_dtype", "float32") not in ("float32", "bfloat16"):
         raise ValueError(f"config.model.compute_dtype must be 'float32' or 'bfloat16', got {m.compute_dtype!r}")
-    if m.z_size < 1:
-        raise ValueError(f"config.model.z_size must be >= 1, got {m.z_size}")
+    for name in ("z_size", "unroll"):
+        if m[name] < 1:
+            raise ValueError(f"config.model.{name} must be >= 1, got {m[name]}")
     if not 0.0 < m.dropout_keep <= 1.0:
         raise ValueError(f"config.model.dropout_keep must be in (0, 1], got {m.dropout_keep}")
     for field, in_use in (
@@ -159,6 +160,12 @@ def validate_config(config: ConfigDict) -> None:
     for name in ("num_steps", "log_every", "eval_every", "checkpoint_every", "max_to_keep"):
         if t[name] < 1:
             raise ValueError(f"config.train.{name} must be >= 1, got {t[name]}")
+    for name in ("eval_batches", "free_bits", "max_beta", "min_learning_rate"):
+        if t[name] < 0:
+            raise ValueError(f"config.train.{name} must be >= 0, got {t[name]}")
+    for name in ("clip_norm", "skip_grad_norm"):
+        if not t[name] > 0:
+            raise ValueError(f"config.train.{name} must be > 0, got {t[name]}")
     if not 0.0 <= t.beta_rate < 1.0:
         raise ValueError(f"config.train.beta_rate must be in [0, 1), got {t.beta_rate}")
     if t.learning_rate <= 0 or not 0 < t.decay_rate <= 1:
