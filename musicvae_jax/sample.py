@@ -178,6 +178,8 @@ def windows_of(generator: Generator, path: str | Path) -> list[dict]:
     """Every window of a MIDI file for this model, or a clear error saying why there is none."""
     try:
         sequence = read_midi(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"--input {path}: no such file") from None
     except MidiReadError as e:
         raise ValueError(f"--input {path}: {e}") from None
     if generator.reads_taps:

@@ -304,6 +304,8 @@ def test_bad_requests_are_named(drums_run, tmp_path):
     melody_only = write_track_midi(tmp_path / "melody.mid", [note(0, steps(64), 60)])
     with pytest.raises(ValueError, match="melody.mid: no usable drums_2bar window"):
         run(generator, "reconstruct", tmp_path / "out", inputs=[str(melody_only)])
+    with pytest.raises(FileNotFoundError, match="--input .*missing.mid: no such file"):
+        run(generator, "reconstruct", tmp_path / "out", inputs=[str(tmp_path / "missing.mid")])
     with pytest.raises(ValueError, match="--mode interpolate takes two --input files .* or four .*, got 3"):
         run(generator, "interpolate", tmp_path / "out", inputs=[str(melody_only)] * 3)
     with pytest.raises(ValueError, match="--mode similar takes exactly one --input"):
